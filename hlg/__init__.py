@@ -1,0 +1,44 @@
+"""hlg: high-level task graphs with explicit tasks, symbolic layers and packed graphs."""
+
+from hlg._get import CycleError as CycleError
+from hlg._get import MissingKeyError as MissingKeyError
+from hlg._get import get as get
+from hlg._get import toposort as toposort
+from hlg._keys import Key as Key
+from hlg._keys import iskey as iskey
+from hlg._keys import key_prefix as key_prefix
+from hlg._keys import validate_key as validate_key
+from hlg._legacy import convert_legacy_graph as convert_legacy_graph
+from hlg._legacy import convert_legacy_task as convert_legacy_task
+from hlg._task import Alias as Alias
+from hlg._task import DataNode as DataNode
+from hlg._task import GraphNode as GraphNode
+from hlg._task import MissingDependencyError as MissingDependencyError
+from hlg._task import Task as Task
+from hlg._task import TaskRef as TaskRef
+from hlg._tokenize import normalize_token as normalize_token
+from hlg._tokenize import tokenize as tokenize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alias",
+    "CycleError",
+    "DataNode",
+    "GraphNode",
+    "Key",
+    "MissingDependencyError",
+    "MissingKeyError",
+    "Task",
+    "TaskRef",
+    "__version__",
+    "convert_legacy_graph",
+    "convert_legacy_task",
+    "get",
+    "iskey",
+    "key_prefix",
+    "normalize_token",
+    "tokenize",
+    "toposort",
+    "validate_key",
+]

@@ -1,0 +1,112 @@
+"""Conversion of dask-style tuple graphs into explicit nodes, at the boundary only.
+
+The rules (docs/legacy.md spells them out with examples), applied to each value:
+
+1. A graph node (``Task``, ``DataNode``, ``Alias``) or a ``TaskRef`` is kept as it is.
+2. A ``tuple`` (exactly ``tuple``) whose first item is callable is a task: its other
+   items are converted by these rules and become the arguments. A ``dict`` argument of
+   such a task is data: kept as it is, never searched for keys or tasks.
+3. A key (``hlg.iskey``) that is in the graph's keys is a reference: an ``Alias`` at the
+   top level, a ``TaskRef`` inside a task.
+4. A ``list``, ``set``, ``frozenset``, other ``tuple`` or namedtuple is converted item
+   by item and rebuilt with its own type.
+5. Anything else is a literal (a ``DataNode`` at the top level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from typing import Any
+
+from hlg._keys import Key, iskey
+from hlg._task import _ATOMIC, Alias, DataNode, GraphNode, Task, TaskRef, _scan
+
+__all__ = ["convert_legacy_graph", "convert_legacy_task"]
+
+
+def _identity(value: Any) -> Any:
+    """Return ``value``: the function of a top-level container that holds references."""
+    return value
+
+
+def convert_legacy_graph(
+    dsk: Mapping[Any, Any], all_keys: Container[Any] | None = None
+) -> dict[Key, GraphNode]:
+    """Convert a dask-style graph ``{key: tuple-task | key | literal}`` to explicit nodes.
+
+    ``all_keys`` (default: the graph's own keys) says which values count as keys: pass a
+    larger container when the graph reads keys computed elsewhere.
+
+    >>> from operator import add
+    >>> g = convert_legacy_graph({"x": 1, "y": (add, "x", 10), "z": "y", "s": "text"})
+    >>> g["y"]
+    Task('y', add, TaskRef('x'), 10)
+    >>> g["z"], g["s"]
+    (Alias('z', 'y'), DataNode('s', 'text'))
+    """
+    if all_keys is None:
+        all_keys = dsk.keys()
+    out: dict[Key, GraphNode] = {}
+    for key, value in dsk.items():
+        if not iskey(key):
+            raise TypeError(
+                f"graph key {key!r} is not a key: keys are str or tuples (str, int|float|str, ...)"
+            )
+        node = convert_legacy_task(key, value, all_keys)
+        if not isinstance(node, GraphNode):
+            node = DataNode(key, node)
+        elif node.key != key:
+            raise ValueError(f"graph key {key!r} holds a node with another key, {node.key!r}")
+        out[key] = node
+    return out
+
+
+def convert_legacy_task(key: Key | None, task: Any, all_keys: Container[Any]) -> Any:
+    """Convert one legacy value; return a node (with ``key``), a ``TaskRef`` or a literal.
+
+    >>> from operator import add
+    >>> convert_legacy_task("y", (add, "x", (add, "x", 1)), {"x"})
+    Task('y', add, TaskRef('x'), Task(None, add, TaskRef('x'), 1))
+    >>> convert_legacy_task(None, ["x", "w"], {"x"})
+    [TaskRef('x'), 'w']
+    >>> convert_legacy_task("y", "x", {"x"})
+    Alias('y', 'x')
+    """
+    converted = _convert(task, all_keys)
+    if key is None:
+        return converted
+    typ = type(converted)
+    if typ is TaskRef:
+        return Alias(key, converted.key)
+    if isinstance(converted, GraphNode):
+        return converted if converted.key is not None else converted.substitute({}, key=key)
+    if typ not in _ATOMIC and _scan(converted, []):
+        return Task(key, _identity, converted)
+    return converted
+
+
+def _convert(task: Any, all_keys: Container[Any]) -> Any:
+    typ = type(task)
+    if typ is tuple and task and callable(task[0]):
+        args = [a if type(a) is dict else _convert(a, all_keys) for a in task[1:]]
+        return Task(None, task[0], *args)
+    if typ is TaskRef or isinstance(task, GraphNode):
+        return task
+    if iskey(task):
+        try:
+            if task in all_keys:
+                return TaskRef(task)
+        except TypeError:  # an unhashable container of keys cannot hold a key
+            pass
+        if typ is str:
+            return task
+    if typ is list:
+        return [_convert(item, all_keys) for item in task]
+    if typ is tuple:
+        return tuple([_convert(item, all_keys) for item in task])
+    if typ is set or typ is frozenset:
+        return typ(_convert(item, all_keys) for item in task)
+    if isinstance(task, tuple):  # namedtuples and other tuple subclasses
+        items = [_convert(item, all_keys) for item in task]
+        return typ(*items) if hasattr(task, "_fields") else typ(items)
+    return task

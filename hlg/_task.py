@@ -1,0 +1,640 @@
+"""The task spec: explicit graph nodes (Task, DataNode, Alias) and references (TaskRef).
+
+A node knows its key, what it depends on and how to run; nothing here guesses whether a
+string is a key or a tuple is a task. References are found once, at construction, by a
+walk over the arguments that only enters builtin containers; execution then resolves
+exactly the positions that hold references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, final
+
+from hlg._keys import Key, iskey
+
+__all__ = [
+    "Alias",
+    "DataNode",
+    "GraphNode",
+    "MissingDependencyError",
+    "Task",
+    "TaskRef",
+]
+
+_EMPTY: Final[tuple[Key, ...]] = ()
+_EMPTY_SET: Final[frozenset[Key]] = frozenset()
+# Types that can never hold a reference: the construction walk skips them at once.
+_ATOMIC: Final = frozenset(
+    {str, int, float, bool, type(None), bytes, complex, range, slice, type(Ellipsis)}
+)
+# Execution plans, chosen once at construction.
+_PLAN_CALL: Final = 0  # no references: call the function with the stored arguments
+_PLAN_FLAT: Final = 1  # references only as bare top-level arguments
+_PLAN_DEEP: Final = 2  # references or inline tasks inside containers
+
+
+class MissingDependencyError(KeyError):
+    """A task ran without the value of one of its dependencies.
+
+    >>> Task("y", abs, TaskRef("x"))({})
+    Traceback (most recent call last):
+    ...
+    hlg._task.MissingDependencyError: task 'y' needs the value of key 'x', which was not given
+    """
+
+    def __init__(self, task_key: object, missing: object) -> None:
+        super().__init__(missing)
+        self.task_key = task_key
+        self.missing = missing
+
+    def __str__(self) -> str:
+        return (
+            f"task {self.task_key!r} needs the value of key {self.missing!r}, which was not given"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task_key, self.missing))
+
+
+@final
+class TaskRef:
+    """A reference to the value of another key, placed inside a task's arguments.
+
+    >>> TaskRef(("x", 0))
+    TaskRef(('x', 0))
+    >>> TaskRef("x") == TaskRef("x"), TaskRef("x") == "x"
+    (True, False)
+    """
+
+    __slots__ = ("key",)
+    key: Key
+
+    def __init__(self, key: Key) -> None:
+        if type(key) is not str and not iskey(key):
+            raise TypeError(f"TaskRef needs a key (str or (str, int|float|str, ...)); got {key!r}")
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is TaskRef and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash((TaskRef, self.key))
+
+    def __repr__(self) -> str:
+        return f"TaskRef({self.key!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskRef, (self.key,))
+
+
+class GraphNode:
+    """Base class of everything that can stand in a graph under a key.
+
+    Every node has a ``key``, a ``dependencies`` frozenset, and runs with
+    ``node(values)`` where ``values`` maps each dependency to its result.
+    """
+
+    __slots__ = ()
+    key: Key | None
+
+    @property
+    def dependencies(self) -> frozenset[Key]:
+        """The keys whose values this node reads."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def dependency_tuple(self) -> tuple[Key, ...]:
+        """The dependencies without duplicates, in the order the arguments name them."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> GraphNode:
+        """Return a copy with dependencies renamed through ``subs`` (and a new ``key``)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def ref(self) -> TaskRef:
+        """Return a :class:`TaskRef` to this node's key.
+
+        >>> DataNode("x", 1).ref()
+        TaskRef('x')
+        """
+        if self.key is None:
+            raise ValueError("a node without a key cannot be referenced")
+        return TaskRef(self.key)
+
+
+def _scan(obj: object, acc: list[Key]) -> bool:
+    """Append the keys referenced inside ``obj`` to ``acc``; say whether there were any."""
+    typ = type(obj)
+    if typ in _ATOMIC:
+        return False
+    if typ is TaskRef:
+        acc.append(obj.key)  # type: ignore[attr-defined]
+        return True
+    if typ is list or typ is tuple or typ is set or typ is frozenset:
+        found = False
+        for item in obj:  # type: ignore[attr-defined]
+            if type(item) not in _ATOMIC and _scan(item, acc):
+                found = True
+        return found
+    if typ is dict:
+        found = False
+        for item in obj.values():  # type: ignore[attr-defined]
+            if type(item) not in _ATOMIC and _scan(item, acc):
+                found = True
+        return found
+    if isinstance(obj, GraphNode):
+        acc.extend(obj.dependency_tuple)
+        return True
+    if isinstance(obj, tuple):  # namedtuples and other tuple subclasses
+        found = False
+        for item in obj:
+            if _scan(item, acc):
+                found = True
+        return found
+    return False
+
+
+def _resolve(obj: Any, values: Mapping[Key, Any]) -> Any:
+    """Return ``obj`` with every reference replaced by its value and inline tasks run."""
+    typ = type(obj)
+    if typ in _ATOMIC:
+        return obj
+    if typ is TaskRef:
+        return values[obj.key]
+    if typ is list:
+        return [_resolve(item, values) for item in obj]
+    if typ is tuple:
+        return tuple([_resolve(item, values) for item in obj])
+    if typ is dict:
+        return {k: _resolve(v, values) for k, v in obj.items()}
+    if typ is set or typ is frozenset:
+        return typ(_resolve(item, values) for item in obj)
+    if isinstance(obj, GraphNode):
+        return obj(values)
+    if isinstance(obj, tuple):
+        items = [_resolve(item, values) for item in obj]
+        if hasattr(obj, "_fields"):  # namedtuple: positional constructor
+            return typ(*items)
+        return typ(items)
+    return obj
+
+
+def _substitute(obj: Any, subs: Mapping[Key, Key]) -> Any:
+    """Return ``obj`` with references renamed through ``subs``; containers keep their type."""
+    typ = type(obj)
+    if typ in _ATOMIC:
+        return obj
+    if typ is TaskRef:
+        new = subs.get(obj.key, obj.key)
+        return obj if new == obj.key else TaskRef(new)
+    if typ is list:
+        return [_substitute(item, subs) for item in obj]
+    if typ is tuple:
+        return tuple([_substitute(item, subs) for item in obj])
+    if typ is dict:
+        return {k: _substitute(v, subs) for k, v in obj.items()}
+    if typ is set or typ is frozenset:
+        return typ(_substitute(item, subs) for item in obj)
+    if isinstance(obj, GraphNode):
+        return obj.substitute(subs)
+    if isinstance(obj, tuple):
+        items = [_substitute(item, subs) for item in obj]
+        return typ(*items) if hasattr(obj, "_fields") else typ(items)
+    return obj
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Compare two argument structures: same container types, equal items.
+
+    Objects whose ``==`` is not a plain bool (numpy arrays) are equal when ``==`` holds
+    everywhere (``all``), or when they are the same object.
+    """
+    if a is b:
+        return True
+    ta = type(a)
+    if ta is not type(b):
+        return False
+    if ta is list or ta is tuple or isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if ta is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    try:
+        eq = a == b
+        return eq if type(eq) is bool else bool(getattr(eq, "all", lambda: eq)())
+    except (TypeError, ValueError):
+        return False
+
+
+def _unique(keys: list[Key]) -> tuple[Key, ...]:
+    if len(keys) == 1:
+        return (keys[0],)
+    return tuple(dict.fromkeys(keys))
+
+
+def _funcname(func: object) -> str:
+    name = getattr(func, "__name__", None)
+    return name if isinstance(name, str) else repr(func)
+
+
+def _check_key(key: object, what: str) -> None:
+    if key is not None and type(key) is not str and not iskey(key):
+        raise TypeError(
+            f"{what} key must be a str, a tuple (str, int|float|str, ...) or None; got {key!r}"
+        )
+
+
+class Task(GraphNode):
+    """One explicit unit of work: ``func(*args, **kwargs)`` under ``key``.
+
+    ``TaskRef`` objects anywhere in the arguments (also inside builtin ``list``,
+    ``tuple``, ``dict`` values, ``set``, ``frozenset`` and namedtuples) are dependencies;
+    nested ``Task`` objects run inline. Nothing else is inspected: a plain string is
+    always a literal.
+
+    >>> from operator import add
+    >>> t = Task("z", add, TaskRef("x"), 10)
+    >>> t.dependencies
+    frozenset({'x'})
+    >>> t({"x": 1})
+    11
+    >>> Task("s", sum, [TaskRef("a"), TaskRef("b"), 3])({"a": 1, "b": 2})
+    6
+
+    Two tasks are equal when they have the same key, the same function (``==``) and
+    equal arguments of the same container types; the hash depends on the key only.
+    """
+
+    __slots__ = ("_deps", "_plan", "args", "func", "key", "kwargs")
+    key: Key | None
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] | None
+    _deps: tuple[Key, ...]
+    _plan: int
+
+    def __init__(self, key: Key | None, func: Callable[..., Any], /, *args: Any, **kwargs: Any):
+        if type(key) is not str:
+            _check_key(key, "Task")
+        if not callable(func):
+            raise TypeError(f"Task {key!r}: func must be callable; got {func!r}")
+        self.key = key
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs or None
+        deps: list[Key] | None = None
+        plan = _PLAN_CALL
+        for arg in args:
+            typ = type(arg)
+            if typ in _ATOMIC:
+                continue
+            if typ is TaskRef:
+                if deps is None:
+                    deps = [arg.key]
+                else:
+                    deps.append(arg.key)
+                plan |= _PLAN_FLAT
+            else:
+                if deps is None:
+                    deps = []
+                if _scan(arg, deps):
+                    plan = _PLAN_DEEP
+        if kwargs:
+            if deps is None:
+                deps = []
+            for value in kwargs.values():
+                typ = type(value)
+                if typ is TaskRef:
+                    deps.append(value.key)
+                    plan |= _PLAN_FLAT
+                elif typ not in _ATOMIC and _scan(value, deps):
+                    plan = _PLAN_DEEP
+        self._deps = _unique(deps) if deps else _EMPTY
+        self._plan = plan
+
+    @property
+    def dependencies(self) -> frozenset[Key]:
+        """The keys this task reads, as a frozenset (found once, at construction)."""
+        return frozenset(self._deps) if self._deps else _EMPTY_SET
+
+    @property
+    def dependency_tuple(self) -> tuple[Key, ...]:
+        """The dependencies without duplicates, in the order the arguments name them."""
+        return self._deps
+
+    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+        """Run the task; ``values`` maps each dependency to its result."""
+        args: Any = self.args
+        kwargs = self.kwargs
+        plan = self._plan
+        if plan:
+            try:
+                if plan == _PLAN_FLAT:
+                    args = [values[a.key] if type(a) is TaskRef else a for a in args]
+                    if kwargs:
+                        kwargs = {
+                            k: values[v.key] if type(v) is TaskRef else v for k, v in kwargs.items()
+                        }
+                else:
+                    args = [_resolve(a, values) for a in args]
+                    if kwargs:
+                        kwargs = {k: _resolve(v, values) for k, v in kwargs.items()}
+            except KeyError as err:
+                self._raise_missing(values, err)
+        if kwargs:
+            return self.func(*args, **kwargs)
+        return self.func(*args)
+
+    def _raise_missing(self, values: Mapping[Key, Any], err: KeyError) -> None:
+        for dep in self._deps:
+            if dep not in values:
+                raise MissingDependencyError(self.key, dep) from None
+        raise err  # a KeyError from an inline task's own function
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Task)
+        return (
+            self.key == other.key
+            and (self.func is other.func or self.func == other.func)
+            and _same(self.args, other.args)
+            and _same(self.kwargs, other.kwargs)
+        )
+
+    def __hash__(self) -> int:
+        return hash((Task, self.key))
+
+    def __repr__(self) -> str:
+        parts = [repr(self.key), _funcname(self.func)]
+        parts.extend(repr(a) for a in self.args)
+        if self.kwargs:
+            parts.extend(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_task,
+            (self.key, self.func, self.args, self.kwargs, self._deps, self._plan),
+        )
+
+    def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> Task:
+        """Return a copy with dependencies renamed through ``subs`` (and a new ``key``).
+
+        >>> Task("y", abs, TaskRef("x")).substitute({"x": "w"}, key="v")
+        Task('v', abs, TaskRef('w'))
+        """
+        new_key = self.key if key is None else key
+        if not any(dep in subs for dep in self._deps):
+            if new_key == self.key:
+                return self
+            return _rebuild_task(new_key, self.func, self.args, self.kwargs, self._deps, self._plan)
+        args = [_substitute(a, subs) for a in self.args]
+        kwargs = {k: _substitute(v, subs) for k, v in (self.kwargs or {}).items()}
+        return Task(new_key, self.func, *args, **kwargs)
+
+    @staticmethod
+    def fuse(*tasks: Task, key: Key | None = None) -> Task:
+        """Fuse tasks with one output into a single task that runs each inner task once.
+
+        The inner tasks may form a chain or any small DAG; exactly one of them (the one
+        nothing else in ``tasks`` reads, or the one named by ``key``) is the output.
+        The fused task keeps the output's key and depends on the keys the inner tasks
+        read from outside.
+
+        >>> from operator import add, mul
+        >>> a = Task("a", add, TaskRef("x"), 1)
+        >>> b = Task("b", mul, TaskRef("a"), 2)
+        >>> c = Task("c", add, TaskRef("a"), TaskRef("b"))
+        >>> f = Task.fuse(a, b, c)
+        >>> f.key, f.dependencies, f({"x": 1})
+        ('c', frozenset({'x'}), 6)
+        """
+        return _fuse(tasks, key)
+
+
+def _rebuild_task(
+    key: Key | None,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    deps: tuple[Key, ...],
+    plan: int,
+) -> Task:
+    """Recreate a task from its stored parts without walking the arguments again."""
+    task = Task.__new__(Task)
+    task.key = key
+    task.func = func
+    task.args = args
+    task.kwargs = kwargs
+    task._deps = deps
+    task._plan = plan
+    return task
+
+
+@final
+class DataNode(GraphNode):
+    """A literal value in a graph; the value is never traversed.
+
+    >>> node = DataNode("x", [1, 2, 3])
+    >>> node({}), node.dependencies
+    ([1, 2, 3], frozenset())
+    """
+
+    __slots__ = ("key", "value")
+    key: Key | None
+    value: Any
+
+    def __init__(self, key: Key | None, value: Any) -> None:
+        if type(key) is not str:
+            _check_key(key, "DataNode")
+        self.key = key
+        self.value = value
+
+    @property
+    def dependencies(self) -> frozenset[Key]:
+        """Always empty: a literal reads nothing."""
+        return _EMPTY_SET
+
+    @property
+    def dependency_tuple(self) -> tuple[Key, ...]:
+        """Always empty: a literal reads nothing."""
+        return _EMPTY
+
+    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+        """Return the value."""
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not DataNode:
+            return NotImplemented
+        return self.key == other.key and _same(self.value, other.value)
+
+    def __hash__(self) -> int:
+        return hash((DataNode, self.key))
+
+    def __repr__(self) -> str:
+        return f"DataNode({self.key!r}, {self.value!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DataNode, (self.key, self.value))
+
+    def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> DataNode:
+        """Return a copy under ``key`` (a literal has no dependencies to rename)."""
+        return self if key is None or key == self.key else DataNode(key, self.value)
+
+
+@final
+class Alias(GraphNode):
+    """A key whose value is the value of another key.
+
+    >>> Alias("y", "x")({"x": 5})
+    5
+    """
+
+    __slots__ = ("key", "target")
+    key: Key | None
+    target: Key
+
+    def __init__(self, key: Key | None, target: Key) -> None:
+        if type(key) is not str:
+            _check_key(key, "Alias")
+        if not iskey(target):
+            raise TypeError(f"Alias {key!r}: target must be a key; got {target!r}")
+        if key == target:
+            raise ValueError(f"Alias {key!r} points to itself")
+        self.key = key
+        self.target = target
+
+    @property
+    def dependencies(self) -> frozenset[Key]:
+        """The target key."""
+        return frozenset((self.target,))
+
+    @property
+    def dependency_tuple(self) -> tuple[Key, ...]:
+        """The target key."""
+        return (self.target,)
+
+    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+        """Return the target's value."""
+        try:
+            return values[self.target]
+        except KeyError:
+            raise MissingDependencyError(self.key, self.target) from None
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Alias:
+            return NotImplemented
+        return self.key == other.key and self.target == other.target
+
+    def __hash__(self) -> int:
+        return hash((Alias, self.key, self.target))
+
+    def __repr__(self) -> str:
+        return f"Alias({self.key!r}, {self.target!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Alias, (self.key, self.target))
+
+    def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> Alias:
+        """Return a copy with the target renamed through ``subs`` (and a new ``key``)."""
+        new_key = self.key if key is None else key
+        return Alias(new_key, subs.get(self.target, self.target))
+
+
+@final
+class FusedCall:
+    """The function of a fused task: runs inner nodes in order, returns the output's value.
+
+    ``inputs`` (the task's one argument) maps each outside key to its value.
+    """
+
+    __slots__ = ("nodes", "output")
+    nodes: tuple[GraphNode, ...]
+    output: Key
+
+    def __init__(self, nodes: Iterable[GraphNode], output: Key) -> None:
+        self.nodes = tuple(nodes)
+        self.output = output
+
+    @property
+    def __name__(self) -> str:  # shown in Task reprs
+        return "fused[" + ", ".join(_funcname(getattr(n, "func", n)) for n in self.nodes) + "]"
+
+    def __call__(self, inputs: dict[Key, Any]) -> Any:
+        values = dict(inputs)
+        for node in self.nodes:
+            values[node.key] = node(values)  # type: ignore[index]
+        return values[self.output]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not FusedCall:
+            return NotImplemented
+        return self.output == other.output and self.nodes == other.nodes
+
+    def __hash__(self) -> int:
+        return hash((FusedCall, self.output))
+
+    def __repr__(self) -> str:
+        return f"FusedCall({list(self.nodes)!r}, {self.output!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FusedCall, (self.nodes, self.output))
+
+
+def _fuse(tasks: tuple[GraphNode, ...], key: Key | None) -> Task:
+    if not tasks:
+        raise ValueError("Task.fuse needs at least one task")
+    by_key: dict[Key, GraphNode] = {}
+    for task in tasks:
+        if not isinstance(task, GraphNode) or task.key is None:
+            raise TypeError(f"Task.fuse takes graph nodes with keys; got {task!r}")
+        if task.key in by_key:
+            raise ValueError(f"Task.fuse got key {task.key!r} twice")
+        by_key[task.key] = task
+    read_inside = {dep for t in tasks for dep in t.dependency_tuple if dep in by_key}
+    if key is None:
+        outputs = [k for k in by_key if k not in read_inside]
+        if len(outputs) != 1:
+            raise ValueError(
+                f"Task.fuse needs exactly one output (a task no other fused task reads); "
+                f"found {outputs!r}; pass key= to choose"
+            )
+        key = outputs[0]
+    elif key not in by_key:
+        raise ValueError(f"Task.fuse: output key {key!r} is not among the tasks")
+    if len(tasks) == 1 and isinstance(tasks[0], Task):
+        return tasks[0]
+    # Order inner nodes topologically by a depth-first walk in argument order, so the
+    # order never depends on hashing.
+    order: list[GraphNode] = []
+    state: dict[Key, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(k: Key) -> None:
+        stack: list[tuple[Key, Iterable[Key]]] = [(k, iter(by_key[k].dependency_tuple))]
+        state[k] = 1
+        while stack:
+            current, deps = stack[-1]
+            for dep in deps:
+                if dep in by_key:
+                    mark = state.get(dep)
+                    if mark == 1:
+                        raise ValueError(f"Task.fuse: the tasks form a cycle through {dep!r}")
+                    if mark is None:
+                        state[dep] = 1
+                        stack.append((dep, iter(by_key[dep].dependency_tuple)))
+                        break
+            else:
+                stack.pop()
+                state[current] = 2
+                order.append(by_key[current])
+
+    for k in by_key:
+        if k not in state:
+            visit(k)
+    outside = dict.fromkeys(dep for n in order for dep in n.dependency_tuple if dep not in by_key)
+    return Task(key, FusedCall(order, key), {dep: TaskRef(dep) for dep in outside})
