@@ -9,7 +9,7 @@ __all__ = ["Key", "iskey", "validate_key", "key_prefix"]
 #: A key is a ``str`` or a tuple ``(str, int | float | str, ...)``.
 Key: TypeAlias = str | tuple[str | int | float, ...]
 
-_ITEM_TYPES = frozenset({int, float, str})
+_ITEM_TYPES = frozenset({str, int, float})
 
 
 def iskey(obj: object) -> bool:
@@ -30,7 +30,7 @@ def iskey(obj: object) -> bool:
     if typ is tuple:
         if not obj or type(obj[0]) is not str:  # type: ignore[index]
             return _iskey_slow(obj)
-        for item in obj[1:]:  # type: ignore[index]
+        for item in obj:  # type: ignore[attr-defined]
             if type(item) not in _ITEM_TYPES:
                 return _iskey_slow(obj)
         return True

@@ -1,16 +1,24 @@
 """Conversion of dask-style tuple graphs into explicit nodes, at the boundary only.
 
-The rules (docs/legacy.md spells them out with examples), applied to each value:
+The rules (docs/legacy.md spells them out with examples), applied to each value, first
+match wins:
 
 1. A graph node (``Task``, ``DataNode``, ``Alias``) or a ``TaskRef`` is kept as it is.
 2. A ``tuple`` (exactly ``tuple``) whose first item is callable is a task: its other
    items are converted by these rules and become the arguments. A ``dict`` argument of
-   such a task is data: kept as it is, never searched for keys or tasks.
+   such a task is data: kept as it is, never searched for keys or tasks. This holds
+   wherever the tuple stands, also inside a list or another tuple used as data.
 3. A key (``hlg.iskey``) that is in the graph's keys is a reference: an ``Alias`` at the
-   top level, a ``TaskRef`` inside a task.
+   top level, a ``TaskRef`` inside a task. The reference holds the key as a plain
+   ``str`` / ``tuple`` (a ``numpy.str_`` or a namedtuple equal to a key is a reference).
 4. A ``list``, ``set``, ``frozenset``, other ``tuple`` or namedtuple is converted item
-   by item and rebuilt with its own type.
-5. Anything else is a literal (a ``DataNode`` at the top level).
+   by item and rebuilt with its own type (a namedtuple is never a task).
+5. Anything else is a literal (a ``DataNode`` at the top level): a string that is not
+   one of the graph's keys, and every ``dict`` (at the top level, as a task argument or
+   inside a container), whose contents are never searched.
+
+A graph key must be a key (``TypeError`` otherwise); a top-level value equal to its own
+key (``{"a": "a"}``) and a node stored under another key raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ def convert_legacy_graph(
             raise TypeError(
                 f"graph key {key!r} is not a key: keys are str or tuples (str, int|float|str, ...)"
             )
+        key = _plain_key(key)
         node = convert_legacy_task(key, value, all_keys)
         if not isinstance(node, GraphNode):
             node = DataNode(key, node)
@@ -77,12 +86,43 @@ def convert_legacy_task(key: Key | None, task: Any, all_keys: Container[Any]) ->
         return converted
     typ = type(converted)
     if typ is TaskRef:
+        if converted.key == key:
+            raise ValueError(
+                f"graph key {key!r} is an alias of itself (its value is its own key); "
+                "dask drops such entries, hlg refuses them: remove the entry"
+            )
         return Alias(key, converted.key)
     if isinstance(converted, GraphNode):
         return converted if converted.key is not None else converted.substitute({}, key=key)
     if typ not in _ATOMIC and _scan(converted, []):
         return Task(key, _identity, converted)
     return converted
+
+
+def _plain_key(key: Key) -> Key:
+    """Return ``key`` as a plain ``str`` or ``tuple`` of plain items (``key`` passes iskey).
+
+    >>> import numpy as np
+    >>> _plain_key(np.str_("x")), _plain_key(("x", np.float64(1.5)))
+    ('x', ('x', 1.5))
+    """
+    typ = type(key)
+    if typ is str:
+        return key
+    if isinstance(key, str):
+        return str(key)
+    if typ is tuple and all(type(item) in _PLAIN for item in key):
+        return key
+    return tuple([_plain_item(item) for item in key])
+
+
+def _plain_item(item: Any) -> str | int | float:
+    if isinstance(item, str):
+        return str(item)
+    return float(item) if isinstance(item, float) else int(item)
+
+
+_PLAIN = frozenset({str, int, float})
 
 
 def _convert(task: Any, all_keys: Container[Any]) -> Any:
@@ -95,7 +135,7 @@ def _convert(task: Any, all_keys: Container[Any]) -> Any:
     if iskey(task):
         try:
             if task in all_keys:
-                return TaskRef(task)
+                return TaskRef(_plain_key(task))
         except TypeError:  # an unhashable container of keys cannot hold a key
             pass
         if typ is str:

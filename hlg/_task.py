@@ -30,8 +30,8 @@ _ATOMIC: Final = frozenset(
 )
 # Execution plans, chosen once at construction.
 _PLAN_CALL: Final = 0  # no references: call the function with the stored arguments
-_PLAN_FLAT: Final = 1  # references only as bare top-level arguments
-_PLAN_DEEP: Final = 2  # references or inline tasks inside containers
+_PLAN_DEEP: Final = -1  # references inside containers, inline tasks or keyword arguments
+# A positive plan is the bitmask of the positional arguments that are references.
 
 
 class MissingDependencyError(KeyError):
@@ -268,12 +268,19 @@ class Task(GraphNode):
     equal arguments of the same container types; the hash depends on the key only.
     """
 
-    __slots__ = ("_deps", "_plan", "args", "func", "key", "kwargs")
+    # Storage, chosen once at construction (see docs/design.md, "Task layout"):
+    # ``_plan == 0``: no references; ``_args`` are the arguments, ``_deps`` is empty.
+    # ``_plan > 0``: references only as bare positional arguments; ``_plan`` is the
+    #   bitmask of their positions, ``_args`` holds their plain keys there (no TaskRef
+    #   objects are kept) and ``_deps`` is None (the keys are read off ``_args``).
+    # ``_plan == -1``: references inside containers, inline tasks or keyword
+    #   arguments; ``_args`` is as given and ``_deps`` holds the keys found.
+    __slots__ = ("_args", "_deps", "_plan", "func", "key", "kwargs")
     key: Key | None
     func: Callable[..., Any]
-    args: tuple[Any, ...]
     kwargs: dict[str, Any] | None
-    _deps: tuple[Key, ...]
+    _args: tuple[Any, ...]
+    _deps: tuple[Key, ...] | None
     _plan: int
 
     def __init__(self, key: Key | None, func: Callable[..., Any], /, *args: Any, **kwargs: Any):
@@ -283,61 +290,76 @@ class Task(GraphNode):
             raise TypeError(f"Task {key!r}: func must be callable; got {func!r}")
         self.key = key
         self.func = func
-        self.args = args
         self.kwargs = kwargs or None
-        deps: list[Key] | None = None
-        plan = _PLAN_CALL
+        plan = 0
+        deep = False
+        bit = 1
         for arg in args:
             typ = type(arg)
-            if typ in _ATOMIC:
-                continue
             if typ is TaskRef:
-                if deps is None:
-                    deps = [arg.key]
-                else:
-                    deps.append(arg.key)
-                plan |= _PLAN_FLAT
-            else:
-                if deps is None:
-                    deps = []
-                if _scan(arg, deps):
-                    plan = _PLAN_DEEP
-        if kwargs:
-            if deps is None:
-                deps = []
+                plan |= bit
+            elif typ not in _ATOMIC and _scan(arg, []):
+                deep = True
+            bit <<= 1
+        if kwargs and not deep:
+            deep = any(type(v) not in _ATOMIC and _scan(v, []) for v in kwargs.values())
+        if deep:
+            found: list[Key] = []
+            for arg in args:
+                _scan(arg, found)
             for value in kwargs.values():
-                typ = type(value)
-                if typ is TaskRef:
-                    deps.append(value.key)
-                    plan |= _PLAN_FLAT
-                elif typ not in _ATOMIC and _scan(value, deps):
-                    plan = _PLAN_DEEP
-        self._deps = _unique(deps) if deps else _EMPTY
-        self._plan = plan
+                _scan(value, found)
+            self._args = args
+            self._deps = _unique(found)
+            self._plan = _PLAN_DEEP
+        elif plan:
+            self._args = tuple([a.key if type(a) is TaskRef else a for a in args])
+            self._deps = None
+            self._plan = plan
+        else:
+            self._args = args
+            self._deps = _EMPTY
+            self._plan = _PLAN_CALL
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The positional arguments, with their ``TaskRef``s."""
+        plan = self._plan
+        if plan <= 0:
+            return self._args
+        return tuple(
+            [TaskRef(a) if plan >> i & 1 else a for i, a in enumerate(self._args)]
+        )
 
     @property
     def dependencies(self) -> frozenset[Key]:
         """The keys this task reads, as a frozenset (found once, at construction)."""
-        return frozenset(self._deps) if self._deps else _EMPTY_SET
+        deps = self.dependency_tuple
+        return frozenset(deps) if deps else _EMPTY_SET
 
     @property
     def dependency_tuple(self) -> tuple[Key, ...]:
         """The dependencies without duplicates, in the order the arguments name them."""
-        return self._deps
+        deps = self._deps
+        if deps is not None:
+            return deps
+        plan = self._plan
+        args = self._args
+        if plan == 1:
+            return (args[0],)
+        return _unique([a for i, a in enumerate(args) if plan >> i & 1])
 
     def __call__(self, values: Mapping[Key, Any], /) -> Any:
         """Run the task; ``values`` maps each dependency to its result."""
-        args: Any = self.args
+        args: Any = self._args
         kwargs = self.kwargs
         plan = self._plan
         if plan:
             try:
-                if plan == _PLAN_FLAT:
-                    args = [values[a.key] if type(a) is TaskRef else a for a in args]
-                    if kwargs:
-                        kwargs = {
-                            k: values[v.key] if type(v) is TaskRef else v for k, v in kwargs.items()
-                        }
+                if plan == 1:
+                    args = (values[args[0]], *args[1:])
+                elif plan > 0:
+                    args = [values[a] if plan >> i & 1 else a for i, a in enumerate(args)]
                 else:
                     args = [_resolve(a, values) for a in args]
                     if kwargs:
@@ -349,7 +371,7 @@ class Task(GraphNode):
         return self.func(*args)
 
     def _raise_missing(self, values: Mapping[Key, Any], err: KeyError) -> None:
-        for dep in self._deps:
+        for dep in self.dependency_tuple:
             if dep not in values:
                 raise MissingDependencyError(self.key, dep) from None
         raise err  # a KeyError from an inline task's own function
@@ -360,8 +382,9 @@ class Task(GraphNode):
         assert isinstance(other, Task)
         return (
             self.key == other.key
+            and self._plan == other._plan
             and (self.func is other.func or self.func == other.func)
-            and _same(self.args, other.args)
+            and _same(self._args, other._args)
             and _same(self.kwargs, other.kwargs)
         )
 
@@ -376,10 +399,8 @@ class Task(GraphNode):
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_task,
-            (self.key, self.func, self.args, self.kwargs, self._deps, self._plan),
-        )
+        state = (self.key, self.func, self._args, self.kwargs, self._deps, self._plan)
+        return (_rebuild_task, state)
 
     def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> Task:
         """Return a copy with dependencies renamed through ``subs`` (and a new ``key``).
@@ -388,16 +409,18 @@ class Task(GraphNode):
         Task('v', abs, TaskRef('w'))
         """
         new_key = self.key if key is None else key
-        if not any(dep in subs for dep in self._deps):
+        if not any(dep in subs for dep in self.dependency_tuple):
             if new_key == self.key:
                 return self
-            return _rebuild_task(new_key, self.func, self.args, self.kwargs, self._deps, self._plan)
+            return _rebuild_task(
+                new_key, self.func, self._args, self.kwargs, self._deps, self._plan
+            )
         args = [_substitute(a, subs) for a in self.args]
         kwargs = {k: _substitute(v, subs) for k, v in (self.kwargs or {}).items()}
         return Task(new_key, self.func, *args, **kwargs)
 
     @staticmethod
-    def fuse(*tasks: Task, key: Key | None = None) -> Task:
+    def fuse(*tasks: GraphNode, key: Key | None = None) -> Task:
         """Fuse tasks with one output into a single task that runs each inner task once.
 
         The inner tasks may form a chain or any small DAG; exactly one of them (the one
@@ -421,14 +444,14 @@ def _rebuild_task(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
-    deps: tuple[Key, ...],
+    deps: tuple[Key, ...] | None,
     plan: int,
 ) -> Task:
     """Recreate a task from its stored parts without walking the arguments again."""
     task = Task.__new__(Task)
     task.key = key
     task.func = func
-    task.args = args
+    task._args = args
     task.kwargs = kwargs
     task._deps = deps
     task._plan = plan
