@@ -1,15 +1,28 @@
 """hlg: high-level task graphs with explicit tasks, symbolic layers and packed graphs."""
 
+from hlg._annotations import Annotations as Annotations
+from hlg._annotations import annotate as annotate
+from hlg._argspec import ArgSpec as ArgSpec
+from hlg._argspec import Placeholder as Placeholder
 from hlg._get import CycleError as CycleError
 from hlg._get import MissingKeyError as MissingKeyError
 from hlg._get import get as get
 from hlg._get import toposort as toposort
+from hlg._graph import HighLevelGraph as HighLevelGraph
+from hlg._graph import HLGCollection as HLGCollection
 from hlg._keys import Key as Key
 from hlg._keys import iskey as iskey
 from hlg._keys import key_prefix as key_prefix
 from hlg._keys import validate_key as validate_key
+from hlg._layer import CulledLayer as CulledLayer
+from hlg._layer import Layer as Layer
+from hlg._layer import MaterializedLayer as MaterializedLayer
 from hlg._legacy import convert_legacy_graph as convert_legacy_graph
 from hlg._legacy import convert_legacy_task as convert_legacy_task
+from hlg._optimize import Pass as Pass
+from hlg._optimize import cull as cull
+from hlg._optimize import fuse_linear as fuse_linear
+from hlg._optimize import optimize as optimize
 from hlg._task import Alias as Alias
 from hlg._task import DataNode as DataNode
 from hlg._task import GraphNode as GraphNode
@@ -23,21 +36,34 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Alias",
+    "Annotations",
+    "ArgSpec",
+    "CulledLayer",
     "CycleError",
     "DataNode",
     "GraphNode",
+    "HLGCollection",
+    "HighLevelGraph",
     "Key",
+    "Layer",
+    "MaterializedLayer",
     "MissingDependencyError",
     "MissingKeyError",
+    "Pass",
+    "Placeholder",
     "Task",
     "TaskRef",
     "__version__",
+    "annotate",
     "convert_legacy_graph",
     "convert_legacy_task",
+    "cull",
+    "fuse_linear",
     "get",
     "iskey",
     "key_prefix",
     "normalize_token",
+    "optimize",
     "tokenize",
     "toposort",
     "validate_key",

@@ -7,7 +7,7 @@ intermediate result as soon as its last dependent has run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from hlg._keys import Key, iskey
@@ -26,8 +26,8 @@ class CycleError(ValueError):
     hlg._get.CycleError: the graph has a cycle: 'a' -> 'b' -> 'a'
     """
 
-    def __init__(self, cycle: list[Key]) -> None:
-        self.cycle = cycle
+    def __init__(self, cycle: Sequence[Any]) -> None:
+        self.cycle = list(cycle)
         path = " -> ".join(repr(k) for k in [*cycle, cycle[0]])
         super().__init__(f"the graph has a cycle: {path}")
 

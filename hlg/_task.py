@@ -327,9 +327,7 @@ class Task(GraphNode):
         plan = self._plan
         if plan <= 0:
             return self._args
-        return tuple(
-            [TaskRef(a) if plan >> i & 1 else a for i, a in enumerate(self._args)]
-        )
+        return tuple([TaskRef(a) if plan >> i & 1 else a for i, a in enumerate(self._args)])
 
     @property
     def dependencies(self) -> frozenset[Key]:

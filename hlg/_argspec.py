@@ -1,0 +1,297 @@
+"""Argspec templates: one task of a family with numbered holes, filled per output key.
+
+An :class:`ArgSpec` is compiled once: it records which top-level positions are holes and
+which arguments contain holes deeper down. ``fill`` then builds a ``Task`` from the fills
+alone — the constant arguments are never walked again, and the dependencies are the
+references in the fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, final
+
+from hlg._keys import Key
+from hlg._task import (
+    _ATOMIC,
+    _PLAN_DEEP,
+    Task,
+    TaskRef,
+    _funcname,
+    _rebuild_task,
+    _same,
+    _scan,
+    _unique,
+)
+
+__all__ = ["ArgSpec", "Placeholder"]
+
+
+@final
+class Placeholder:
+    """Hole number ``index`` in an :class:`ArgSpec`.
+
+    >>> Placeholder(0)
+    Placeholder(0)
+    """
+
+    __slots__ = ("index",)
+    index: int
+
+    def __init__(self, index: int) -> None:
+        if type(index) is not int or index < 0:
+            raise TypeError(f"Placeholder index must be an int >= 0; got {index!r}")
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Placeholder and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((Placeholder, self.index))
+
+    def __repr__(self) -> str:
+        return f"Placeholder({self.index})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Placeholder, (self.index,))
+
+
+def _holes(obj: object, out: list[int]) -> bool:
+    """Append the placeholder indices found in ``obj``; say whether there were any."""
+    typ = type(obj)
+    if typ in _ATOMIC:
+        return False
+    if typ is Placeholder:
+        out.append(obj.index)  # type: ignore[attr-defined]
+        return True
+    if typ is list or typ is tuple or typ is set or typ is frozenset:
+        found = False
+        for item in obj:  # type: ignore[attr-defined]
+            found = _holes(item, out) or found
+        return found
+    if typ is dict:
+        found = False
+        for item in obj.values():  # type: ignore[attr-defined]
+            found = _holes(item, out) or found
+        return found
+    if typ is ArgSpec:
+        found = False
+        for item in (*obj.args, *obj.kwargs.values()):  # type: ignore[attr-defined]
+            found = _holes(item, out) or found
+        return found
+    if isinstance(obj, tuple):
+        found = False
+        for item in obj:
+            found = _holes(item, out) or found
+        return found
+    return False
+
+
+def _put(obj: Any, fills: Sequence[Any]) -> Any:
+    """Rebuild ``obj`` with every placeholder replaced by its fill; calls become Tasks."""
+    typ = type(obj)
+    if typ in _ATOMIC:
+        return obj
+    if typ is Placeholder:
+        return fills[obj.index]
+    if typ is list:
+        return [_put(item, fills) for item in obj]
+    if typ is tuple:
+        return tuple([_put(item, fills) for item in obj])
+    if typ is dict:
+        return {k: _put(v, fills) for k, v in obj.items()}
+    if typ is set or typ is frozenset:
+        return typ(_put(item, fills) for item in obj)
+    if typ is ArgSpec:
+        return obj.fill(None, fills)
+    if isinstance(obj, tuple):
+        items = [_put(item, fills) for item in obj]
+        return typ(*items) if hasattr(obj, "_fields") else typ(items)
+    return obj
+
+
+def _renumber(obj: Any, mapping: Mapping[int, Any]) -> Any:
+    """Replace placeholders through ``mapping`` (index -> Placeholder or template)."""
+    typ = type(obj)
+    if typ in _ATOMIC:
+        return obj
+    if typ is Placeholder:
+        return mapping.get(obj.index, obj)
+    if typ is list:
+        return [_renumber(item, mapping) for item in obj]
+    if typ is tuple:
+        return tuple([_renumber(item, mapping) for item in obj])
+    if typ is dict:
+        return {k: _renumber(v, mapping) for k, v in obj.items()}
+    if typ is set or typ is frozenset:
+        return typ(_renumber(item, mapping) for item in obj)
+    if typ is ArgSpec:
+        return ArgSpec(
+            obj.func,
+            *[_renumber(a, mapping) for a in obj.args],
+            **{k: _renumber(v, mapping) for k, v in obj.kwargs.items()},
+        )
+    if isinstance(obj, tuple):
+        items = [_renumber(item, mapping) for item in obj]
+        return typ(*items) if hasattr(obj, "_fields") else typ(items)
+    return obj
+
+
+_FLAT: Final = 0  # every hole is a bare top-level positional argument, nothing else
+_GENERAL: Final = 1
+
+
+@final
+class ArgSpec:
+    """A task template: ``func(*args, **kwargs)`` with :class:`Placeholder` holes.
+
+    Holes may stand anywhere a ``TaskRef`` could: as arguments, inside lists, tuples,
+    dict values and sets, and inside nested calls (an ``ArgSpec`` used as an argument is
+    a call that runs inline). ``fill(key, fills)`` puts ``fills[i]`` where
+    ``Placeholder(i)`` stands; a fill is a ``TaskRef``, a (nested) list of ``TaskRef``s,
+    or a literal value.
+
+    >>> from operator import add
+    >>> spec = ArgSpec(add, Placeholder(0), Placeholder(1))
+    >>> task = spec.fill(("z", 0), [TaskRef(("x", 0)), 10])
+    >>> task
+    Task(('z', 0), add, TaskRef(('x', 0)), 10)
+    >>> task({("x", 0): 1})
+    11
+    """
+
+    __slots__ = ("_mode", "_nholes", "_positions", "args", "func", "kwargs")
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    _nholes: int
+    _mode: int
+    _positions: tuple[tuple[int, int], ...]  # (argument position, hole index), flat mode
+
+    def __init__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        if not callable(func):
+            raise TypeError(f"ArgSpec func must be callable; got {func!r}")
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        holes: list[int] = []
+        positions: list[tuple[int, int]] = []
+        mode = _FLAT
+        for position, arg in enumerate(args):
+            if type(arg) is Placeholder:
+                holes.append(arg.index)
+                positions.append((position, arg.index))
+            elif type(arg) not in _ATOMIC:
+                if _holes(arg, holes):
+                    mode = _GENERAL
+                if _scan(arg, []):
+                    mode = _GENERAL  # constant references or inline tasks
+        for value in kwargs.values():
+            if type(value) not in _ATOMIC and (_holes(value, holes) or _scan(value, [])):
+                mode = _GENERAL
+        self._nholes = max(holes) + 1 if holes else 0
+        self._mode = mode
+        self._positions = tuple(positions)
+
+    @property
+    def nholes(self) -> int:
+        """One more than the highest placeholder index (the length ``fills`` needs)."""
+        return self._nholes
+
+    def fill(self, key: Key | None, fills: Sequence[Any]) -> Task:
+        """Build the task for ``key``: ``fills[i]`` goes where ``Placeholder(i)`` stands.
+
+        >>> spec = ArgSpec(sum, [Placeholder(0), Placeholder(1)])
+        >>> spec.fill("s", [TaskRef("a"), 5])({"a": 1})
+        6
+        """
+        if len(fills) < self._nholes:
+            raise ValueError(
+                f"ArgSpec({_funcname(self.func)}) has {self._nholes} holes; got {len(fills)} fills"
+            )
+        if self._mode == _FLAT:
+            args = list(self.args)
+            plan = 0
+            for position, index in self._positions:
+                value = fills[index]
+                typ = type(value)
+                if typ is TaskRef:
+                    args[position] = value.key
+                    plan |= 1 << position
+                elif typ in _ATOMIC or not _scan(value, []):
+                    args[position] = value
+                else:  # a list of references: resolve it generally
+                    return self._fill_general(key, fills)
+            if plan:
+                return _rebuild_task(key, self.func, tuple(args), self.kwargs or None, None, plan)
+            return _rebuild_task(key, self.func, tuple(args), self.kwargs or None, (), 0)
+        return self._fill_general(key, fills)
+
+    def _fill_general(self, key: Key | None, fills: Sequence[Any]) -> Task:
+        args = tuple([_put(a, fills) for a in self.args])
+        kwargs = {k: _put(v, fills) for k, v in self.kwargs.items()} or None
+        deps: list[Key] = []
+        deep = False  # inline calls must run even when they read no key
+        for arg in args:
+            deep = _scan(arg, deps) or deep
+        for value in (kwargs or {}).values():
+            deep = _scan(value, deps) or deep
+        if not deep:
+            return _rebuild_task(key, self.func, args, kwargs, (), 0)
+        return _rebuild_task(key, self.func, args, kwargs, _unique(deps), _PLAN_DEEP)
+
+    def compose(
+        self, index: int, inner: ArgSpec, mapping: Mapping[int, int] | None = None
+    ) -> ArgSpec:
+        """Return a template where ``Placeholder(index)`` is replaced by a call of ``inner``.
+
+        ``inner``'s placeholders are renumbered through ``mapping`` (default: appended
+        after this template's holes, in order), so the result is again one template.
+
+        >>> from operator import add, mul
+        >>> outer = ArgSpec(add, Placeholder(0), Placeholder(1))
+        >>> inner = ArgSpec(mul, Placeholder(0), 2)
+        >>> fused = outer.compose(0, inner)
+        >>> fused
+        ArgSpec(add, ArgSpec(mul, Placeholder(2), 2), Placeholder(1))
+        >>> fused.fill("k", [None, 1, TaskRef("x")])({"x": 5})
+        11
+        """
+        if mapping is None:
+            mapping = {i: self._nholes + i for i in range(inner._nholes)}
+        renumbered = inner.renumber({i: Placeholder(j) for i, j in mapping.items()})
+        return self.renumber({index: renumbered})
+
+    def renumber(self, mapping: Mapping[int, Any]) -> ArgSpec:
+        """Return a copy with placeholders replaced through ``mapping`` (index -> object).
+
+        >>> ArgSpec(max, Placeholder(0), Placeholder(1)).renumber({0: Placeholder(1), 1: 7})
+        ArgSpec(max, Placeholder(1), 7)
+        """
+        return _renumber(self, mapping)  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ArgSpec:
+            return NotImplemented
+        return (
+            (self.func is other.func or self.func == other.func)
+            and _same(self.args, other.args)
+            and _same(self.kwargs, other.kwargs)
+        )
+
+    def __hash__(self) -> int:
+        return hash((ArgSpec, _funcname(self.func), len(self.args)))
+
+    def __repr__(self) -> str:
+        parts = [_funcname(self.func), *map(repr, self.args)]
+        parts.extend(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"ArgSpec({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_argspec, (self.func, self.args, self.kwargs))
+
+
+def _rebuild_argspec(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ArgSpec:
+    return ArgSpec(func, *args, **kwargs)

@@ -1,0 +1,404 @@
+"""HighLevelGraph: named layers plus layer dependencies, a lazy ``Mapping[key, Task]``.
+
+A key's layer is found in O(1) through an index from key prefix (a key's first item) to
+layer names, so looking up one task builds one task. Culling walks from the wanted keys
+through the layers in reverse topological order and costs what it keeps.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from hlg._get import CycleError, MissingKeyError
+from hlg._keys import Key, iskey, key_prefix
+from hlg._layer import Layer
+from hlg._task import GraphNode
+
+__all__ = ["HLGCollection", "HighLevelGraph"]
+
+
+@runtime_checkable
+class HLGCollection(Protocol):
+    """What ``from_collections`` accepts: a collection that knows its graph and outputs."""
+
+    def __hlg_graph__(self) -> HighLevelGraph: ...
+
+    def __hlg_layers__(self) -> Sequence[str]: ...
+
+
+class HighLevelGraph(Mapping[Key, GraphNode]):
+    """Layers by name plus, for each layer, the names of the layers it reads.
+
+    >>> from operator import add
+    >>> from hlg import DataNode, MaterializedLayer, Task, TaskRef, get
+    >>> a = MaterializedLayer({("a", i): DataNode(("a", i), i) for i in range(3)}, name="a")
+    >>> b = MaterializedLayer(
+    ...     {("b", i): Task(("b", i), add, TaskRef(("a", i)), 10) for i in range(3)}, name="b"
+    ... )
+    >>> g = HighLevelGraph({"a": a, "b": b}, {"a": (), "b": ("a",)})
+    >>> len(g), ("b", 2) in g, get(g, ("b", 2))
+    (6, True, 12)
+    >>> small = g.cull([("b", 1)])
+    >>> sorted(small), len(small.layers)
+    ([('a', 1), ('b', 1)], 2)
+    """
+
+    layers: dict[str, Layer]
+    dependencies: dict[str, frozenset[str]]
+
+    def __init__(
+        self,
+        layers: Mapping[str, Layer],
+        dependencies: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        self.layers = dict(layers)
+        for name, layer in self.layers.items():
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {name!r} is a {type(layer).__name__}, not an hlg.Layer")
+            if layer.name != name:
+                raise ValueError(f"layer stored under {name!r} is named {layer.name!r}")
+        self._index: dict[str, tuple[str, ...]] | None = None
+        if dependencies is None:
+            dependencies = self._infer_dependencies()
+        deps: dict[str, frozenset[str]] = {}
+        for name in self.layers:
+            names = frozenset(dependencies.get(name, ()))
+            for dep in names:
+                if dep not in self.layers:
+                    raise ValueError(f"layer {name!r} depends on {dep!r}, which is not a layer")
+            deps[name] = names
+        extra = set(dependencies) - set(self.layers)
+        if extra:
+            raise ValueError(f"dependencies name layers that are not in the graph: {sorted(extra)}")
+        self.dependencies = deps
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def from_collections(
+        cls, name: str, layer: Layer, dependencies: Iterable[Any] = ()
+    ) -> HighLevelGraph:
+        """A graph of ``layer`` (named ``name``) on top of the graphs it reads.
+
+        Each dependency is an ``HighLevelGraph`` (its output layers are read) or a
+        collection with ``__hlg_graph__()`` and ``__hlg_layers__()``.
+        """
+        if layer.name != name:
+            raise ValueError(f"layer is named {layer.name!r}, not {name!r}")
+        graphs: list[HighLevelGraph] = []
+        reads: list[str] = []
+        for dep in dependencies:
+            if isinstance(dep, HighLevelGraph):
+                graphs.append(dep)
+                reads.extend(dep.output_layers())
+            elif isinstance(dep, HLGCollection):
+                graphs.append(dep.__hlg_graph__())
+                reads.extend(dep.__hlg_layers__())
+            else:
+                raise TypeError(
+                    f"from_collections: {dep!r} is neither a HighLevelGraph nor a collection "
+                    "with __hlg_graph__ and __hlg_layers__"
+                )
+        merged = cls.merge(*graphs)
+        layers = {**merged.layers, name: layer}
+        deps = {**merged.dependencies, name: frozenset(reads)}
+        return cls(layers, deps)
+
+    @classmethod
+    def merge(cls, *graphs: HighLevelGraph) -> HighLevelGraph:
+        """Union of graphs; a layer name present in several graphs is taken once."""
+        layers: dict[str, Layer] = {}
+        deps: dict[str, frozenset[str]] = {}
+        for graph in graphs:
+            for name, layer in graph.layers.items():
+                if name not in layers:
+                    layers[name] = layer
+                    deps[name] = graph.dependencies[name]
+        return cls(layers, deps)
+
+    def _infer_dependencies(self) -> dict[str, set[str]]:
+        """Layer dependencies found from every key's dependencies: O(keys), no task built
+        for layers that answer ``dependency_tuple`` symbolically."""
+        deps: dict[str, set[str]] = {name: set() for name in self.layers}
+        for name, layer in self.layers.items():
+            for key in layer:
+                for dep in layer.dependency_tuple(key):
+                    if dep not in layer:
+                        owner = self._find_layer(dep)
+                        if owner is not None:
+                            deps[name].add(owner.name)
+        return deps
+
+    # -- lookup -------------------------------------------------------------------------
+
+    def _prefix_index(self) -> dict[str, tuple[str, ...]]:
+        if self._index is None:
+            index: dict[str, list[str]] = {}
+            for name, layer in self.layers.items():
+                for prefix in layer.prefixes:
+                    index.setdefault(prefix, []).append(name)
+            self._index = {p: tuple(names) for p, names in index.items()}
+        return self._index
+
+    def _find_layer(self, key: Key) -> Layer | None:
+        try:
+            names = self._prefix_index().get(key_prefix(key), ())
+        except (TypeError, IndexError):
+            return None
+        if len(names) == 1:
+            layer = self.layers[names[0]]
+            return layer if key in layer else None
+        for name in names:
+            layer = self.layers[name]
+            if key in layer:
+                return layer
+        return None
+
+    def layer_of(self, key: Key) -> Layer:
+        """The layer that holds ``key`` (``MissingKeyError`` if none does)."""
+        layer = self._find_layer(key) if iskey(key) else None
+        if layer is None:
+            raise MissingKeyError(key)
+        return layer
+
+    def __getitem__(self, key: Key) -> GraphNode:
+        layer = self._find_layer(key) if iskey(key) else None
+        if layer is None:
+            raise KeyError(key)
+        return layer[key]
+
+    def __contains__(self, key: object) -> bool:
+        return iskey(key) and self._find_layer(key) is not None  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Key]:
+        for name in self.topological_layers():
+            yield from self.layers[name]
+
+    def __len__(self) -> int:
+        return sum(len(layer) for layer in self.layers.values())
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def key_dependencies(self, key: Key) -> frozenset[Key]:
+        """The dependencies of one key, asked of its layer (no task built when symbolic)."""
+        return self.layer_of(key).dependencies(key)
+
+    # -- structure -------------------------------------------------------------------------
+
+    def topological_layers(self) -> list[str]:
+        """Layer names, each after the layers it reads; ties keep insertion order."""
+        order: list[str] = []
+        state: dict[str, int] = {}
+        for root in self.layers:
+            if root in state:
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(self.dependencies[root])))]
+            state[root] = 1
+            while stack:
+                name, deps = stack[-1]
+                for dep in deps:
+                    mark = state.get(dep)
+                    if mark == 1:
+                        path = [n for n, _ in stack]
+                        raise CycleError(path[path.index(dep) :])
+                    if mark is None:
+                        state[dep] = 1
+                        stack.append((dep, iter(sorted(self.dependencies[dep]))))
+                        break
+                else:
+                    stack.pop()
+                    state[name] = 2
+                    order.append(name)
+        return order
+
+    def dependents(self) -> dict[str, frozenset[str]]:
+        """For each layer, the layers that read it."""
+        out: dict[str, set[str]] = {name: set() for name in self.layers}
+        for name, deps in self.dependencies.items():
+            for dep in deps:
+                out[dep].add(name)
+        return {name: frozenset(names) for name, names in out.items()}
+
+    def output_layers(self) -> list[str]:
+        """Layers no other layer reads, in insertion order."""
+        read = {dep for deps in self.dependencies.values() for dep in deps}
+        return [name for name in self.layers if name not in read]
+
+    def output_keys(self) -> list[Key]:
+        """All keys of the output layers."""
+        return [key for name in self.output_layers() for key in self.layers[name]]
+
+    # -- culling ------------------------------------------------------------------------
+
+    def cull(self, keys: Iterable[Key]) -> HighLevelGraph:
+        """Keep what ``keys`` need; cost grows with the keys kept, not the graph.
+
+        A layer that loses keys is replaced by a smaller one with a new deterministic
+        name (its keys keep their prefix); a layer that keeps everything is kept as is.
+        """
+        wanted: dict[str, list[Key]] = {}
+        for key in keys:
+            wanted.setdefault(self.layer_of(key).name, []).append(key)
+        renamed: dict[str, str] = {}
+        culled: dict[str, Layer] = {}
+        reads: dict[str, set[str]] = {}
+        for name in reversed(self.topological_layers()):
+            if name not in wanted:
+                continue
+            layer, external = self.layers[name].cull(wanted.pop(name))
+            renamed[name] = layer.name
+            culled[name] = layer
+            reads[name] = set()
+            for dep in external:
+                owner = self._find_layer(dep)
+                if owner is None:
+                    raise MissingKeyError(dep, f"layer {name!r}")
+                wanted.setdefault(owner.name, []).append(dep)
+                reads[name].add(owner.name)
+        order = [n for n in self.topological_layers() if n in culled]
+        return HighLevelGraph(
+            {renamed[n]: culled[n] for n in order},
+            {renamed[n]: {renamed[d] for d in reads[n]} for n in order},
+        )
+
+    # -- checking and output ------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check layer dependencies and every key: missing keys and cycles by name.
+
+        Layer dependencies must name layers and form no cycle; every key a task reads
+        must be in the graph, in a layer its layer depends on (or in its own layer).
+        Costs O(keys); tasks are built only for layers without symbolic dependencies.
+        """
+        self.topological_layers()
+        for name, layer in self.layers.items():
+            allowed = self.dependencies[name]
+            for key in layer:
+                for dep in layer.dependency_tuple(key):
+                    if dep in layer:
+                        continue
+                    owner = self._find_layer(dep)
+                    if owner is None:
+                        raise MissingKeyError(dep, key)
+                    if owner.name not in allowed:
+                        raise ValueError(
+                            f"key {key!r} of layer {name!r} reads {dep!r} of layer "
+                            f"{owner.name!r}, but {name!r} does not depend on {owner.name!r}"
+                        )
+        for layer in self.layers.values():
+            _check_internal_cycles(layer)
+
+    def to_dict(self) -> dict[Key, GraphNode]:
+        """Build every task of every layer into one dict."""
+        out: dict[Key, GraphNode] = {}
+        for name in self.topological_layers():
+            out.update(self.layers[name].materialize())
+        return out
+
+    def _rows(self) -> list[tuple[str, str, str, str, str]]:
+        rows = []
+        for name in self.topological_layers():
+            layer = self.layers[name]
+            deps = ", ".join(sorted(self.dependencies[name])) or "-"
+            notes = ", ".join(f"{k}={v!r}" for k, v in layer.annotations.items()) or "-"
+            rows.append((name, layer.kind, f"{len(layer):,}", deps, notes))
+        return rows
+
+    def describe(self) -> str:
+        """A text table of the layers: name, kind, tasks, dependencies, annotations.
+
+        Computed from the layers' symbolic sizes: no task is built.
+
+        >>> from hlg import DataNode, MaterializedLayer
+        >>> g = HighLevelGraph({"x": MaterializedLayer({"x": DataNode("x", 1)}, name="x")})
+        >>> print(g.describe())
+        layer  kind          tasks  dependencies  annotations
+        x      materialized  1      -             -
+        """
+        header = ("layer", "kind", "tasks", "dependencies", "annotations")
+        rows = [header, *self._rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+        ]
+        return "\n".join(line.rstrip() for line in lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(
+            f"<th>{h}</th>" for h in ("layer", "kind", "tasks", "dependencies", "annotations")
+        )
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+            for row in self._rows()
+        )
+        return (
+            f"<div><strong>HighLevelGraph</strong> with {len(self.layers)} layers"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        )
+
+    def __repr__(self) -> str:
+        return f"<HighLevelGraph: {len(self.layers)} layers, {len(self):,} tasks>"
+
+    def to_dot(self) -> str:
+        """The layer graph in graphviz's dot language."""
+        lines = ["digraph hlg {", "  rankdir=BT;", "  node [shape=box];"]
+        for name in self.topological_layers():
+            layer = self.layers[name]
+            label = f"{name}\\n{layer.kind}, {len(layer):,} tasks"
+            lines.append(f'  "{name}" [label="{label}"];')
+            lines.extend(f'  "{dep}" -> "{name}";' for dep in sorted(self.dependencies[name]))
+        lines.append("}")
+        return "\n".join(lines)
+
+    def visualize(self, filename: str | Path = "hlg.svg") -> Path:
+        """Render the layer graph with graphviz's ``dot`` to ``filename`` (format by suffix).
+
+        Raises ``RuntimeError`` naming the missing program when graphviz is not installed.
+        """
+        dot = shutil.which("dot")
+        if dot is None:
+            raise RuntimeError(
+                "HighLevelGraph.visualize needs graphviz's 'dot' program on PATH "
+                "(e.g. 'apt-get install graphviz'); HighLevelGraph.to_dot() gives the source"
+            )
+        path = Path(filename)
+        fmt = path.suffix.lstrip(".") or "svg"
+        subprocess.run(
+            [dot, f"-T{fmt}", "-o", str(path)], input=self.to_dot(), text=True, check=True
+        )
+        return path
+
+
+def _check_internal_cycles(layer: Layer) -> None:
+    """Raise CycleError for a cycle among one layer's keys."""
+    state: dict[Key, int] = {}
+    for root in layer:
+        if root in state:
+            continue
+        stack: list[tuple[Key, Iterator[Key]]] = [(root, iter(layer.dependency_tuple(root)))]
+        state[root] = 1
+        while stack:
+            key, deps = stack[-1]
+            for dep in deps:
+                if dep not in layer:
+                    continue
+                mark = state.get(dep)
+                if mark == 1:
+                    path = [k for k, _ in stack]
+                    raise CycleError(path[path.index(dep) :])
+                if mark is None:
+                    state[dep] = 1
+                    stack.append((dep, iter(layer.dependency_tuple(dep))))
+                    break
+            else:
+                stack.pop()
+                state[key] = 2
