@@ -110,6 +110,24 @@ def _put(obj: Any, fills: Sequence[Any]) -> Any:
     return obj
 
 
+def _template_refs(obj: Any, out: list[Key]) -> None:
+    """Append the keys of the TaskRefs inside a template, nested calls included."""
+    typ = type(obj)
+    if typ in _ATOMIC or typ is Placeholder:
+        return
+    if typ is ArgSpec:
+        for item in (*obj.args, *obj.kwargs.values()):
+            _template_refs(item, out)
+    elif typ is dict:
+        for item in obj.values():
+            _template_refs(item, out)
+    elif typ is list or typ is set or typ is frozenset or isinstance(obj, tuple):
+        for item in obj:
+            _template_refs(item, out)
+    else:
+        _scan(obj, out)
+
+
 def _renumber(obj: Any, mapping: Mapping[int, Any]) -> Any:
     """Replace placeholders through ``mapping`` (index -> Placeholder or template)."""
     typ = type(obj)
@@ -227,6 +245,56 @@ class ArgSpec:
             return _rebuild_task(key, self.func, tuple(args), self.kwargs or None, (), 0)
         return self._fill_general(key, fills)
 
+    def fill_keys(self, key: Key | None, fills: Sequence[Any], ref_holes: int) -> Task:
+        """Like :meth:`fill`, with references given as plain keys: the fast path.
+
+        Hole ``i`` is a reference to the key ``fills[i]`` when bit ``i`` of ``ref_holes``
+        is set; every other fill is data and is not searched for references.
+
+        >>> from operator import add
+        >>> ArgSpec(add, Placeholder(0), Placeholder(1)).fill_keys("z", [("x", 0), 5], 0b01)
+        Task('z', add, TaskRef(('x', 0)), 5)
+        """
+        return self.keys_filler(ref_holes)(key, fills)
+
+    def keys_filler(self, ref_holes: int) -> Callable[[Key | None, Sequence[Any]], Task]:
+        """Return ``fill(key, fills)`` specialised for :meth:`fill_keys` with ``ref_holes``.
+
+        Layers that build many tasks from one template call this once and the returned
+        function per task: the plan is worked out here, not per task.
+
+        >>> filler = ArgSpec(pow, Placeholder(0), 2).keys_filler(0b1)
+        >>> filler(("y", 1), [("x", 1)])({("x", 1): 3})
+        9
+        """
+        if self._mode != _FLAT:
+
+            def general(key: Key | None, fills: Sequence[Any]) -> Task:
+                refs = [TaskRef(f) if ref_holes >> i & 1 else f for i, f in enumerate(fills)]
+                return self._fill_general(key, refs)
+
+            return general
+        base = self.args
+        func = self.func
+        kwargs = self.kwargs or None
+        positions = self._positions
+        plan = 0
+        for position, index in positions:
+            if ref_holes >> index & 1:
+                plan |= 1 << position
+        deps = None if plan else ()
+        nholes = self._nholes
+
+        def flat(key: Key | None, fills: Sequence[Any]) -> Task:
+            if len(fills) < nholes:
+                raise ValueError(f"this template has {nholes} holes; got {len(fills)} fills")
+            args = list(base)
+            for position, index in positions:
+                args[position] = fills[index]
+            return _rebuild_task(key, func, tuple(args), kwargs, deps, plan)
+
+        return flat
+
     def _fill_general(self, key: Key | None, fills: Sequence[Any]) -> Task:
         args = tuple([_put(a, fills) for a in self.args])
         kwargs = {k: _put(v, fills) for k, v in self.kwargs.items()} or None
@@ -239,6 +307,16 @@ class ArgSpec:
         if not deep:
             return _rebuild_task(key, self.func, args, kwargs, (), 0)
         return _rebuild_task(key, self.func, args, kwargs, _unique(deps), _PLAN_DEEP)
+
+    def constant_dependencies(self) -> tuple[Key, ...]:
+        """The keys the template itself references (``TaskRef``s among its constants).
+
+        >>> ArgSpec(max, Placeholder(0), TaskRef("c")).constant_dependencies()
+        ('c',)
+        """
+        found: list[Key] = []
+        _template_refs(self, found)
+        return _unique(found) if found else ()
 
     def compose(
         self, index: int, inner: ArgSpec, mapping: Mapping[int, int] | None = None

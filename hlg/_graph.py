@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from hlg._gc import gc_paused
 from hlg._get import CycleError, MissingKeyError
 from hlg._keys import Key, iskey, key_prefix
 from hlg._layer import Layer
@@ -300,8 +301,9 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
     def to_dict(self) -> dict[Key, GraphNode]:
         """Build every task of every layer into one dict."""
         out: dict[Key, GraphNode] = {}
-        for name in self.topological_layers():
-            out.update(self.layers[name].materialize())
+        with gc_paused():
+            for name in self.topological_layers():
+                out.update(self.layers[name].materialize())
         return out
 
     def _rows(self) -> list[tuple[str, str, str, str, str]]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from hlg._annotations import Annotations, current_annotations, merge_annotations
+from hlg._gc import gc_paused
 from hlg._keys import Key, iskey, key_prefix
 from hlg._task import GraphNode
 
@@ -109,7 +110,8 @@ class Layer(Mapping[Key, GraphNode]):
 
     def materialize(self) -> dict[Key, GraphNode]:
         """Build every task: the only full materialization, done when asked for."""
-        return {key: self[key] for key in self}
+        with gc_paused():
+            return {key: self[key] for key in self}
 
     def with_annotations(self, **annotations: Any) -> Layer:
         """Return a copy whose annotations are these added to (and overriding) the old.

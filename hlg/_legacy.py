@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from typing import Any
 
+from hlg._gc import gc_paused
 from hlg._keys import Key, iskey
 from hlg._task import _ATOMIC, Alias, DataNode, GraphNode, Task, TaskRef, _scan
 
@@ -55,18 +56,20 @@ def convert_legacy_graph(
     if all_keys is None:
         all_keys = dsk.keys()
     out: dict[Key, GraphNode] = {}
-    for key, value in dsk.items():
-        if not iskey(key):
-            raise TypeError(
-                f"graph key {key!r} is not a key: keys are str or tuples (str, int|float|str, ...)"
-            )
-        key = _plain_key(key)
-        node = convert_legacy_task(key, value, all_keys)
-        if not isinstance(node, GraphNode):
-            node = DataNode(key, node)
-        elif node.key != key:
-            raise ValueError(f"graph key {key!r} holds a node with another key, {node.key!r}")
-        out[key] = node
+    with gc_paused():
+        for key, value in dsk.items():
+            if not iskey(key):
+                raise TypeError(
+                    f"graph key {key!r} is not a key: keys are str or tuples "
+                    "(str, int|float|str, ...)"
+                )
+            key = _plain_key(key)
+            node = convert_legacy_task(key, value, all_keys)
+            if not isinstance(node, GraphNode):
+                node = DataNode(key, node)
+            elif node.key != key:
+                raise ValueError(f"graph key {key!r} holds a node with another key, {node.key!r}")
+            out[key] = node
     return out
 
 

@@ -1,0 +1,459 @@
+"""Blockwise layers: einsum-style index notation over blocks, one template per layer.
+
+``blockwise(func, "z", "ij", "x", "ij", "y", "ji", numblocks=...)`` says that block
+``(i, j)`` of ``z`` is ``func(x[i, j], y[j, i])``. An index missing from the output is
+contracted (the argument is the list of blocks along it, or their concatenation), an
+input with one block along an index is broadcast, and ``new_axes`` adds output
+dimensions. The layer keeps one :class:`hlg.ArgSpec`; keys, dependencies and culling
+are computed from block coordinates, and one task is built per ``layer[key]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hlg import ArgSpec, GraphNode, Key, Layer, Placeholder, TaskRef
+from hlg._gc import gc_paused
+from layers._inputs import BlockProvider
+
+__all__ = ["Blockwise", "blockwise", "concatenate_axes"]
+
+Index = tuple[str, ...]
+# One axis of an argument: an output position (>= 0), -1 for "always block 0", or the
+# block numbers to list along a contracted index.
+AxisMap = int | tuple[int, ...]
+
+
+def concatenate_axes(arrays: Any, axes: Sequence[int]) -> Any:
+    """Concatenate a nested list of numpy blocks: nesting level ``n`` along ``axes[n]``.
+
+    >>> a = np.ones((2, 2))
+    >>> concatenate_axes([[a, a], [a, a]], [0, 1]).shape
+    (4, 4)
+    >>> concatenate_axes([a, 2 * a], [1]).shape
+    (2, 4)
+    """
+    if not axes:
+        return arrays
+    if not isinstance(arrays, list):
+        raise ValueError(f"concatenate_axes: expected a nested list {len(axes)} deep")
+    parts = [concatenate_axes(a, axes[1:]) for a in arrays]
+    return np.concatenate(parts, axis=axes[0])
+
+
+def _as_index(ind: object, what: str) -> Index:
+    if isinstance(ind, str):
+        return tuple(ind)
+    if isinstance(ind, tuple) and all(isinstance(i, str) for i in ind):
+        return ind
+    raise ValueError(f"{what}: an index must be a str like 'ij' or a tuple of str; got {ind!r}")
+
+
+def _describe(position: int, target: object) -> str:
+    return f"argument {position} ({target!r})"
+
+
+class Blockwise(Layer):
+    """A blockwise layer: one template, keys ``(output, *block)``.
+
+    Build it with :func:`blockwise`; this constructor takes the normalized parts:
+    ``template`` has ``Placeholder(i)`` for ``indices[i]``, a pair ``(target, index)``
+    whose target is an input name (its blocks are references) or a
+    :class:`~layers.BlockProvider`.
+    """
+
+    kind = "blockwise"
+
+    def __init__(
+        self,
+        output: str,
+        output_indices: str | Index,
+        template: ArgSpec,
+        indices: Sequence[tuple[str | BlockProvider, str | Index]],
+        numblocks: Mapping[str, Sequence[int]],
+        new_axes: Mapping[str, int] | None = None,
+        concatenate: bool = False,
+        output_blocks: Iterable[tuple[int, ...]] | None = None,
+        name: str | None = None,
+        annotations: Mapping[str, Any] | None = None,
+        kind: str | None = None,
+    ) -> None:
+        super().__init__(name or output, annotations)
+        if kind is not None:
+            self.kind = kind  # type: ignore[misc]
+        self.output = output
+        self.output_indices = _as_index(output_indices, "output")
+        if len(set(self.output_indices)) != len(self.output_indices):
+            raise ValueError(f"output index {output_indices!r} repeats a letter")
+        self.template = template
+        self.indices = tuple(
+            (target, _as_index(ind, _describe(i, target)))
+            for i, (target, ind) in enumerate(indices)
+        )
+        self.numblocks = {k: tuple(v) for k, v in numblocks.items()}
+        self.new_axes = dict(new_axes or {})
+        self.concatenate = bool(concatenate)
+        self.dims = self._dims()
+        self.shape = tuple(self.dims[i] for i in self.output_indices)
+        self.output_blocks = None if output_blocks is None else frozenset(output_blocks)
+        self._maps = tuple(self._axis_maps(i) for i in range(len(self.indices)))
+        self._constant_deps = template.constant_dependencies()
+        self._simple = self._simple_plan()
+        self.__dict__["_prefixes"] = frozenset({output})
+
+    # -- structure --------------------------------------------------------------------
+
+    def _blocks_of(self, position: int) -> tuple[int, ...]:
+        target, ind = self.indices[position]
+        if isinstance(target, BlockProvider):
+            blocks = target.numblocks
+        elif isinstance(target, str):
+            if target not in self.numblocks:
+                raise ValueError(f"{_describe(position, target)}: no numblocks given")
+            blocks = self.numblocks[target]
+        else:
+            raise TypeError(
+                f"{_describe(position, target)}: an indexed argument must be an input name "
+                "(str) or a BlockProvider"
+            )
+        if len(blocks) != len(ind):
+            raise ValueError(
+                f"{_describe(position, target)}: index {''.join(ind)!r} has {len(ind)} "
+                f"letters but the input has {len(blocks)} dimensions (numblocks {blocks})"
+            )
+        if any(type(n) is not int or n < 1 for n in blocks):
+            raise ValueError(f"{_describe(position, target)}: numblocks must be ints >= 1")
+        return blocks
+
+    def _dims(self) -> dict[str, int]:
+        dims: dict[str, int] = {}
+        source: dict[str, int] = {}
+        for position in range(len(self.indices)):
+            _, ind = self.indices[position]
+            for letter, n in zip(ind, self._blocks_of(position), strict=True):
+                seen = dims.get(letter)
+                if seen is None or seen == 1:
+                    dims[letter] = n
+                    source[letter] = position
+                elif n not in (1, seen):
+                    first = self.indices[source[letter]][0]
+                    raise ValueError(
+                        f"index {letter!r} has {seen} blocks in "
+                        f"{_describe(source[letter], first)} but {n} in "
+                        f"{_describe(position, self.indices[position][0])}"
+                    )
+        for letter, n in self.new_axes.items():
+            if letter in dims:
+                raise ValueError(f"new axis {letter!r} is also an index of an input")
+            if type(n) is not int or n < 1:
+                raise ValueError(f"new axis {letter!r}: block count must be an int >= 1")
+            dims[letter] = n
+        for letter in self.output_indices:
+            if letter not in dims:
+                raise ValueError(
+                    f"output index {letter!r} appears in no argument and not in new_axes"
+                )
+        return dims
+
+    def _axis_maps(self, position: int) -> tuple[AxisMap, ...]:
+        _, ind = self.indices[position]
+        out_pos = {letter: p for p, letter in enumerate(self.output_indices)}
+        maps: list[AxisMap] = []
+        for letter, n in zip(ind, self._blocks_of(position), strict=True):
+            if letter in out_pos:
+                maps.append(-1 if n == 1 else out_pos[letter])
+            elif n == 1:
+                maps.append((0,) if self.concatenate else (0,) * self.dims[letter])
+            else:
+                maps.append(tuple(range(n)))
+        return tuple(maps)
+
+    def _simple_plan(self) -> tuple[tuple[Any, ...], int, Any] | None:
+        """Without contraction: per hole (target, getter, is_ref), ref bitmask, filler."""
+        plan: list[tuple[Any, ...]] = []
+        refs = 0
+        ndim = len(self.output_indices)
+        for hole, ((target, _), maps) in enumerate(zip(self.indices, self._maps, strict=True)):
+            if any(type(m) is tuple for m in maps):
+                return None
+            picks = tuple(ndim if m == -1 else m for m in maps)  # index ndim reads a 0
+            getter: Callable[[tuple[int, ...]], tuple[int, ...]] | None
+            if picks == tuple(range(ndim)):
+                getter = None
+            elif len(picks) == 1:
+                (only,) = picks
+                getter = _single(only)  # type: ignore[arg-type]
+            else:
+                getter = operator.itemgetter(*picks)
+            if isinstance(target, str):
+                refs |= 1 << hole
+            plan.append((target, getter, isinstance(target, str)))
+        return tuple(plan), refs, self.template.keys_filler(refs)
+
+    def _build(self, key: Key, block: tuple[int, ...]) -> GraphNode:
+        """Build the task of ``key`` (known to be in the layer) at ``block``."""
+        simple = self._simple
+        if simple is None:
+            fills = [self._fill(p, block) for p in range(len(self.indices))]
+            return self.template.fill(key, fills)
+        holes, _, filler = simple
+        padded = (*block, 0)
+        fills = []
+        for target, getter, is_ref in holes:
+            coords = block if getter is None else getter(padded)
+            fills.append((target, *coords) if is_ref else target.value(coords))
+        task: GraphNode = filler(key, fills)
+        return task
+
+    def materialize(self) -> dict[Key, GraphNode]:
+        """Build every task, without re-checking keys the layer itself produced."""
+        out: dict[Key, GraphNode] = {}
+        with gc_paused():
+            for key in self:
+                out[key] = self._build(key, key[1:])  # type: ignore[arg-type]
+        return out
+
+    def contracted_axes(self, position: int) -> list[int]:
+        """The axes of argument ``position`` whose index is not in the output."""
+        return [a for a, m in enumerate(self._maps[position]) if type(m) is tuple]
+
+    # -- the Layer protocol -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        if self.output_blocks is not None:
+            return len(self.output_blocks)
+        return math.prod(self.shape)
+
+    def __contains__(self, key: object) -> bool:
+        if type(key) is not tuple or len(key) != len(self.shape) + 1 or key[0] != self.output:
+            return False
+        for c, n in zip(key[1:], self.shape, strict=True):
+            if type(c) is not int or not 0 <= c < n:
+                return False
+        return self.output_blocks is None or key[1:] in self.output_blocks
+
+    def __iter__(self) -> Iterator[Key]:
+        head = (self.output,)
+        if self.output_blocks is not None:
+            return (head + block for block in sorted(self.output_blocks))
+        return (head + block for block in itertools.product(*map(range, self.shape)))
+
+    def __getitem__(self, key: Key) -> GraphNode:
+        if key not in self:
+            raise KeyError(key)
+        return self._build(key, key[1:])  # type: ignore[arg-type]
+
+    def _fill(self, position: int, block: tuple[int, ...]) -> Any:
+        target, _ = self.indices[position]
+        maps = self._maps[position]
+        if isinstance(target, BlockProvider):
+            return _nested(maps, block, (), target.value)
+        return _nested(maps, block, (target,), TaskRef)
+
+    def dependency_tuple(self, key: Key) -> tuple[Key, ...]:
+        """The input blocks ``key`` reads, computed from its coordinates."""
+        if key not in self:
+            raise KeyError(key)
+        block: tuple[int, ...] = key[1:]  # type: ignore[assignment]
+        deps: list[Key] = []
+        for (target, _), maps in zip(self.indices, self._maps, strict=True):
+            if isinstance(target, str):
+                _collect(maps, block, (target,), deps)
+        deps.extend(self._constant_deps)
+        return tuple(dict.fromkeys(deps))
+
+    def dependencies(self, key: Key) -> frozenset[Key]:
+        """The input blocks ``key`` reads, as a frozenset."""
+        return frozenset(self.dependency_tuple(key))
+
+    def cull(self, keys: Iterable[Key]) -> tuple[Layer, frozenset[Key]]:
+        """Keep the output blocks of ``keys``; no task is built."""
+        blocks: set[tuple[int, ...]] = {k[1:] for k in keys if k in self}  # type: ignore[misc]
+        external: set[Key] = set()
+        for block in blocks:
+            external.update(self.dependency_tuple((self.output, *block)))
+        if len(blocks) == len(self):
+            return self, frozenset(external)
+        culled = self.replace(
+            output_blocks=blocks, name=self.culled_name((self.output, *b) for b in blocks)
+        )
+        return culled, frozenset(external)
+
+    def replace(self, **changes: Any) -> Blockwise:
+        """A copy with some constructor arguments changed (annotations kept exactly)."""
+        parts: dict[str, Any] = {
+            "output": self.output,
+            "output_indices": self.output_indices,
+            "template": self.template,
+            "indices": self.indices,
+            "numblocks": self.numblocks,
+            "new_axes": self.new_axes,
+            "concatenate": self.concatenate,
+            "output_blocks": self.output_blocks,
+            "name": self.name,
+            "kind": self.kind,
+        }
+        parts.update(changes)
+        new = Blockwise(**parts)
+        new.annotations = self.annotations
+        return new
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{t!r}:{''.join(i)}" for t, i in self.indices)
+        return (
+            f"<Blockwise {self.name!r} {self.output}[{''.join(self.output_indices)}] <- "
+            f"{args}; {len(self):,} blocks>"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_blockwise, (self._parts(), self.annotations))
+
+    def _parts(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "output_indices": self.output_indices,
+            "template": self.template,
+            "indices": self.indices,
+            "numblocks": self.numblocks,
+            "new_axes": self.new_axes,
+            "concatenate": self.concatenate,
+            "output_blocks": self.output_blocks,
+            "name": self.name,
+            "kind": self.kind,
+        }
+
+
+def _rebuild_blockwise(parts: dict[str, Any], annotations: Mapping[str, Any]) -> Blockwise:
+    layer = Blockwise(**parts)
+    layer.annotations = annotations  # type: ignore[assignment]
+    return layer
+
+
+def _single(position: int) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
+    def pick(block: tuple[int, ...]) -> tuple[int, ...]:
+        return (block[position],)
+
+    return pick
+
+
+def _nested(
+    maps: tuple[AxisMap, ...],
+    block: tuple[int, ...],
+    head: tuple[Any, ...],
+    make: Callable[[Any], Any],
+) -> Any:
+    """The value for one argument: ``make(key)`` or nested lists along contracted axes."""
+    coords = list(head)
+    for axis, m in enumerate(maps):
+        if type(m) is tuple:
+            rest = maps[axis + 1 :]
+            return [_nested(rest, block, (*coords, c), make) for c in m]
+        coords.append(0 if m == -1 else block[m])  # type: ignore[index]
+    return make(tuple(coords))
+
+
+def _collect(
+    maps: tuple[AxisMap, ...], block: tuple[int, ...], head: tuple[Any, ...], out: list[Key]
+) -> None:
+    coords = list(head)
+    for axis, m in enumerate(maps):
+        if type(m) is tuple:
+            for c in m:
+                _collect(maps[axis + 1 :], block, (*coords, c), out)
+            return
+        coords.append(0 if m == -1 else block[m])  # type: ignore[index]
+    out.append(tuple(coords))
+
+
+def blockwise(
+    func: Callable[..., Any],
+    out_name: str,
+    out_ind: str | Index,
+    *args: Any,
+    numblocks: Mapping[str, Sequence[int]] | None = None,
+    new_axes: Mapping[str, int | tuple[int, ...]] | None = None,
+    concatenate: bool | Callable[..., Any] | None = None,
+    name: str | None = None,
+    annotations: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Blockwise:
+    """Build a :class:`Blockwise` layer from ``(argument, index)`` pairs.
+
+    Each pair is an input name with its index string (its blocks are read), a
+    :class:`~layers.BlockProvider` with its index string, or ``(literal, None)`` for a
+    constant. ``numblocks`` maps each input name to its block counts. ``new_axes`` maps
+    new output indices to their chunks: an int (one block) or a tuple of chunk sizes
+    (one block each). ``concatenate=True`` turns contracted lists into one block with
+    :func:`concatenate_axes`; a callable ``f(blocks, axes)`` does it your way.
+    ``**kwargs`` go to ``func``; they may hold ``TaskRef``s.
+
+    >>> from operator import add
+    >>> nb = {"x": (2, 3), "y": (3, 2)}
+    >>> layer = blockwise(add, "z", "ij", "x", "ij", "y", "ji", numblocks=nb)
+    >>> len(layer), layer[("z", 0, 1)]
+    (6, Task(('z', 0, 1), add, TaskRef(('x', 0, 1)), TaskRef(('y', 1, 0))))
+    >>> dot = blockwise(sum, "s", "i", "x", "ij", numblocks={"x": (2, 3)})
+    >>> dot[("s", 1)]
+    Task(('s', 1), sum, [TaskRef(('x', 1, 0)), TaskRef(('x', 1, 1)), TaskRef(('x', 1, 2))])
+    """
+    if len(args) % 2:
+        raise ValueError(
+            f"blockwise takes (argument, index) pairs; got {len(args)} items, an odd number"
+        )
+    concat_func: Callable[..., Any] | None
+    if concatenate is True:
+        concat_func = concatenate_axes
+    elif callable(concatenate):
+        concat_func = concatenate
+    else:
+        concat_func = None
+    pairs = list(zip(args[::2], args[1::2], strict=True))
+    indices: list[tuple[str | BlockProvider, str | Index]] = []
+    for position, (arg, ind) in enumerate(pairs):
+        if ind is None:
+            continue
+        if not isinstance(arg, (str, BlockProvider)):
+            raise TypeError(
+                f"{_describe(position, arg)}: an indexed argument must be an input name "
+                "(str) or a BlockProvider; pass constants as (value, None)"
+            )
+        indices.append((arg, ind))
+    axes = {k: (len(v) if isinstance(v, tuple) else 1) for k, v in (new_axes or {}).items()}
+    names = {a for a, _ in indices if isinstance(a, str)}
+    given = dict(numblocks or {})
+    unknown = set(given) - names
+    if unknown:
+        raise ValueError(f"numblocks names inputs that are not arguments: {sorted(unknown)}")
+    # Build a provisional layer with a flat template to learn the contracted axes.
+    flat = ArgSpec(func, *[Placeholder(i) for i in range(len(indices))])
+    probe = Blockwise(out_name, out_ind, flat, indices, given, axes, bool(concat_func))
+    call_args: list[Any] = []
+    slot = 0
+    for arg, ind in pairs:
+        if ind is None:
+            call_args.append(arg)
+            continue
+        contracted = probe.contracted_axes(slot)
+        if concat_func is not None and contracted:
+            call_args.append(ArgSpec(concat_func, Placeholder(slot), contracted))
+        else:
+            call_args.append(Placeholder(slot))
+        slot += 1
+    template = ArgSpec(func, *call_args, **kwargs)
+    return Blockwise(
+        out_name,
+        out_ind,
+        template,
+        indices,
+        given,
+        axes,
+        bool(concat_func),
+        name=name,
+        annotations=annotations,
+    )

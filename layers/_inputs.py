@@ -1,0 +1,231 @@
+"""Input providers and input layers: families with no upstream keys.
+
+A provider stands where an input name would in a blockwise call, with its own index
+string and block counts, and gives each block a value computed from numbers alone
+(``BlockIndex``, ``ChunkShape``, ``ArraySlice``) or taken from a list of opaque
+per-block values (``BlockValues``, e.g. file paths). ``InputLayer`` is one task per
+input, ``func(inputs[i])`` under key ``(name, i)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from hlg import ArgSpec, Placeholder, normalize_token
+
+__all__ = [
+    "ArraySlice",
+    "BlockIndex",
+    "BlockProvider",
+    "BlockValues",
+    "ChunkShape",
+    "InputLayer",
+    "normalize_chunks",
+]
+
+
+def normalize_chunks(chunks: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """Check explicit chunks (one tuple of block sizes per dimension) and return tuples.
+
+    >>> normalize_chunks([[2, 2], (3,)])
+    ((2, 2), (3,))
+    >>> normalize_chunks([[2, -1]])
+    Traceback (most recent call last):
+    ...
+    ValueError: chunks along dimension 0 must be non-negative ints with at least one ...
+    """
+    out = []
+    for dim, sizes in enumerate(chunks):
+        sizes_t = tuple(sizes)
+        if not sizes_t or any(type(s) is not int or s < 0 for s in sizes_t):
+            raise ValueError(
+                f"chunks along dimension {dim} must be non-negative ints with at least "
+                f"one block; got {sizes!r}"
+            )
+        out.append(sizes_t)
+    return tuple(out)
+
+
+class BlockProvider:
+    """A symbolic argument of a blockwise layer: a value for each block, no upstream key.
+
+    Subclasses set ``kind`` and ``numblocks`` and implement :meth:`value`.
+    """
+
+    kind: ClassVar[str] = "provider"
+    numblocks: tuple[int, ...]
+
+    def value(self, block: tuple[int, ...]) -> Any:
+        """The value for block ``block`` (one index per dimension)."""
+        raise NotImplementedError
+
+    def _state(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._state() == self._state()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._state()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self._state()!r}"
+
+
+@normalize_token.register(BlockProvider)
+def _normalize_provider(provider: BlockProvider) -> object:
+    return (provider.kind, provider._state())
+
+
+class BlockIndex(BlockProvider):
+    """Gives each block its block index.
+
+    >>> BlockIndex((2, 3)).value((1, 2))
+    (1, 2)
+    """
+
+    kind = "block-index"
+
+    def __init__(self, numblocks: Sequence[int]) -> None:
+        self.numblocks = tuple(numblocks)
+        if any(type(n) is not int or n < 1 for n in self.numblocks):
+            raise ValueError(f"BlockIndex numblocks must be ints >= 1; got {numblocks!r}")
+
+    def value(self, block: tuple[int, ...]) -> tuple[int, ...]:
+        """The block index itself."""
+        return block
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.numblocks,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BlockIndex, (self.numblocks,))
+
+
+class ChunkShape(BlockProvider):
+    """Gives each block its shape, from explicit chunks.
+
+    >>> ChunkShape(((2, 2, 1), (3,))).value((2, 0))
+    (1, 3)
+    """
+
+    kind = "chunk-shape"
+
+    def __init__(self, chunks: Sequence[Sequence[int]]) -> None:
+        self.chunks = normalize_chunks(chunks)
+        self.numblocks = tuple(len(c) for c in self.chunks)
+
+    def value(self, block: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of block ``block``."""
+        chunks = self.chunks
+        return tuple([chunks[d][b] for d, b in enumerate(block)])
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.chunks,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ChunkShape, (self.chunks,))
+
+
+class ArraySlice(BlockProvider):
+    """Gives each block the slices that cut it out of the whole array.
+
+    >>> ArraySlice(((2, 2, 1), (3,))).value((1, 0))
+    (slice(2, 4, None), slice(0, 3, None))
+    """
+
+    kind = "array-slice"
+
+    def __init__(self, chunks: Sequence[Sequence[int]]) -> None:
+        self.chunks = normalize_chunks(chunks)
+        self.numblocks = tuple(len(c) for c in self.chunks)
+        self._starts = tuple(tuple(itertools.accumulate(c, initial=0)) for c in self.chunks)
+
+    def value(self, block: tuple[int, ...]) -> tuple[slice, ...]:
+        """The slices of block ``block``."""
+        starts = self._starts
+        return tuple([slice(starts[d][b], starts[d][b + 1]) for d, b in enumerate(block)])
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.chunks,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ArraySlice, (self.chunks,))
+
+
+class BlockValues(BlockProvider):
+    """Gives block ``(i,)`` the opaque value ``values[i]`` (a path, a parameter set, ...).
+
+    >>> BlockValues(["a.csv", "b.csv"]).value((1,))
+    'b.csv'
+    """
+
+    kind = "block-values"
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = tuple(values)
+        if not self.values:
+            raise ValueError("BlockValues needs at least one value")
+        self.numblocks = (len(self.values),)
+
+    def value(self, block: tuple[int, ...]) -> Any:
+        """The value of block ``block``."""
+        return self.values[block[0]]
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.values,)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not BlockValues:
+            return False
+        return len(other.values) == len(self.values) and all(
+            a is b or _equal(a, b) for a, b in zip(self.values, other.values, strict=True)
+        )
+
+    def __hash__(self) -> int:
+        return hash((BlockValues, len(self.values)))
+
+    def __repr__(self) -> str:
+        return f"BlockValues(<{len(self.values)} values>)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BlockValues, (self.values,))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def InputLayer(
+    name: str,
+    func: Callable[..., Any],
+    inputs: Sequence[Any],
+    annotations: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """One task per input: key ``(name, i)`` computes ``func(inputs[i], **kwargs)``.
+
+    The result is a one-dimensional blockwise layer whose only argument is
+    ``BlockValues(inputs)``, so it culls symbolically and fuses with the blockwise
+    layers that read it.
+
+    >>> layer = InputLayer("read", str.upper, ["a", "b", "c"])
+    >>> len(layer), layer[("read", 2)]({})
+    (3, 'C')
+    """
+    from layers._blockwise import Blockwise
+
+    return Blockwise(
+        name,
+        "i",
+        ArgSpec(func, Placeholder(0), **kwargs),
+        [(BlockValues(inputs), "i")],
+        {},
+        annotations=annotations,
+        kind="input",
+    )
