@@ -23,6 +23,17 @@ from hlg._optimize import Pass as Pass
 from hlg._optimize import cull as cull
 from hlg._optimize import fuse_linear as fuse_linear
 from hlg._optimize import optimize as optimize
+from hlg._pack import BlobRef as BlobRef
+from hlg._pack import Blobs as Blobs
+from hlg._pack import LayerKind as LayerKind
+from hlg._pack import PackContext as PackContext
+from hlg._pack import PackedGraph as PackedGraph
+from hlg._pack import PackedTask as PackedTask
+from hlg._pack import UnpackContext as UnpackContext
+from hlg._pack import layer_kind as layer_kind
+from hlg._pack import pack as pack
+from hlg._pack import register_layer_kind as register_layer_kind
+from hlg._pack import unpack as unpack
 from hlg._task import Alias as Alias
 from hlg._task import DataNode as DataNode
 from hlg._task import GraphNode as GraphNode
@@ -31,6 +42,8 @@ from hlg._task import Task as Task
 from hlg._task import TaskRef as TaskRef
 from hlg._tokenize import normalize_token as normalize_token
 from hlg._tokenize import tokenize as tokenize
+from hlg._wire import Limits as Limits
+from hlg._wire import PackError as PackError
 
 __version__ = "0.1.0"
 
@@ -38,6 +51,8 @@ __all__ = [
     "Alias",
     "Annotations",
     "ArgSpec",
+    "BlobRef",
+    "Blobs",
     "CulledLayer",
     "CycleError",
     "DataNode",
@@ -46,13 +61,20 @@ __all__ = [
     "HighLevelGraph",
     "Key",
     "Layer",
+    "LayerKind",
+    "Limits",
     "MaterializedLayer",
     "MissingDependencyError",
     "MissingKeyError",
+    "PackContext",
+    "PackError",
+    "PackedGraph",
+    "PackedTask",
     "Pass",
     "Placeholder",
     "Task",
     "TaskRef",
+    "UnpackContext",
     "__version__",
     "annotate",
     "convert_legacy_graph",
@@ -62,9 +84,13 @@ __all__ = [
     "get",
     "iskey",
     "key_prefix",
+    "layer_kind",
     "normalize_token",
     "optimize",
+    "pack",
+    "register_layer_kind",
     "tokenize",
     "toposort",
+    "unpack",
     "validate_key",
 ]

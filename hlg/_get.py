@@ -141,6 +141,9 @@ def get(graph: Mapping[Key, Any], keys: Any) -> Any:
     >>> get(g, "y"), get(g, [["x"], "y"])
     (11, [[1], 11])
     """
+    unpacked = getattr(graph, "unpacked", None)
+    if callable(unpacked):  # a PackedGraph: run its tasks, unpacking each one
+        graph = unpacked()
     wanted: list[Key] = []
     _flatten(keys, wanted)
     nodes = toposort(graph, wanted)

@@ -1,5 +1,6 @@
 """layers: the built-in layer kinds of hlg (blockwise, inputs, shuffle, tree reduction)."""
 
+from hlg import register_layer_kind as _register
 from layers._blockwise import Blockwise as Blockwise
 from layers._blockwise import blockwise as blockwise
 from layers._blockwise import concatenate_axes as concatenate_axes
@@ -11,6 +12,13 @@ from layers._inputs import BlockValues as BlockValues
 from layers._inputs import ChunkShape as ChunkShape
 from layers._inputs import InputLayer as InputLayer
 from layers._inputs import normalize_chunks as normalize_chunks
+from layers._kinds import BLOCKWISE as _BLOCKWISE
+from layers._kinds import INPUT as _INPUT
+
+# Installed packages are found through the "hlg.layers" entry points; registering here
+# too keeps a source checkout without installed metadata working on the client.
+_register(_BLOCKWISE)
+_register(_INPUT)
 
 __all__ = [
     "ArraySlice",

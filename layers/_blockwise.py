@@ -16,8 +16,6 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from hlg import ArgSpec, GraphNode, Key, Layer, Placeholder, TaskRef
 from hlg._gc import gc_paused
 from layers._inputs import BlockProvider
@@ -33,12 +31,15 @@ AxisMap = int | tuple[int, ...]
 def concatenate_axes(arrays: Any, axes: Sequence[int]) -> Any:
     """Concatenate a nested list of numpy blocks: nesting level ``n`` along ``axes[n]``.
 
+    >>> import numpy as np
     >>> a = np.ones((2, 2))
     >>> concatenate_axes([[a, a], [a, a]], [0, 1]).shape
     (4, 4)
     >>> concatenate_axes([a, 2 * a], [1]).shape
     (2, 4)
     """
+    import numpy as np  # only workers concatenate; schedulers never import numpy here
+
     if not axes:
         return arrays
     if not isinstance(arrays, list):

@@ -1,0 +1,696 @@
+"""Packing: graphs become bytes on the client and PackedTasks on the scheduler.
+
+``pack`` writes each layer's symbolic state as msgpack and every user object (functions,
+constant arguments, per-partition inputs) as a cloudpickle *blob*, stored once by content.
+``unpack`` rebuilds the layers from the msgpack state alone — blobs stay bytes — so a
+scheduler learns keys, dependencies and sizes without importing or running user code.
+Only :meth:`PackedTask.unpack`, on a worker, unpickles blobs (once per blob and process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import sys
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, final
+
+import cloudpickle
+
+from hlg._get import _flatten
+from hlg._graph import HighLevelGraph
+from hlg._keys import Key
+from hlg._layer import Layer, MaterializedLayer
+from hlg._task import Alias, DataNode, GraphNode, Task, TaskRef
+from hlg._wire import (
+    Envelope,
+    LayerRecord,
+    Limits,
+    PackError,
+    decode,
+    decode_key,
+    decode_keys,
+    decode_state,
+    encode,
+    encode_key,
+    encode_state,
+)
+
+__all__ = [
+    "BlobRef",
+    "Blobs",
+    "LayerKind",
+    "PackContext",
+    "PackedGraph",
+    "PackedTask",
+    "UnpackContext",
+    "layer_kind",
+    "pack",
+    "register_layer_kind",
+    "unpack",
+]
+
+_HLG_VERSION = "0.1.0"
+
+
+def _blob_id(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@final
+class BlobRef:
+    """A placeholder for blob number ``index`` inside a runspec (a value to unpickle)."""
+
+    __slots__ = ("index",)
+    index: int
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is BlobRef and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((BlobRef, self.index))
+
+    def __repr__(self) -> str:
+        return f"BlobRef({self.index})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BlobRef, (self.index,))
+
+
+# Worker side: unpickled blobs by content id, shared by every graph in this process.
+_LOADED: dict[bytes, Any] = {}
+_LOADED_LOCK = threading.Lock()
+_LOADED_MAX = 4096
+
+
+@final
+class Blobs:
+    """The payload blobs of one packed graph with their content ids.
+
+    ``load(i)`` unpickles blob ``i`` — the only unpickling in hlg's packed path — at
+    most once per process for the same content.
+    """
+
+    __slots__ = ("data", "ids")
+
+    def __init__(self, data: Sequence[bytes], ids: Sequence[bytes] | None = None) -> None:
+        self.data = list(data)
+        self.ids = [_blob_id(d) for d in self.data] if ids is None else list(ids)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def load(self, index: int) -> Any:
+        """Unpickle blob ``index`` (cached by content id)."""
+        blob_id = self.ids[index]
+        try:
+            return _LOADED[blob_id]
+        except KeyError:
+            pass
+        value = cloudpickle.loads(self.data[index])
+        with _LOADED_LOCK:
+            if len(_LOADED) >= _LOADED_MAX:
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[blob_id] = value
+        return value
+
+    def nbytes(self) -> int:
+        """Total size of the blobs."""
+        return sum(len(d) for d in self.data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Blobs, (self.data, self.ids))
+
+
+def _load_values(obj: Any, blobs: Blobs) -> Any:
+    """Replace every ``BlobRef`` inside runspec fills by its unpickled value."""
+    typ = type(obj)
+    if typ is BlobRef:
+        return blobs.load(obj.index)
+    if typ is list:
+        return [_load_values(x, blobs) for x in obj]
+    return obj
+
+
+@final
+class PackedTask(GraphNode):
+    """A task as the scheduler sees it: key, dependencies and an opaque runspec.
+
+    It cannot run: a worker calls :meth:`unpack` to get the :class:`Task`.
+
+    >>> import hlg
+    >>> from operator import add
+    >>> packed = hlg.Task("y", add, hlg.TaskRef("x"), 1).pack()
+    >>> packed.key, packed.dependencies
+    ('y', frozenset({'x'}))
+    >>> packed.unpack()({"x": 41})
+    42
+    """
+
+    __slots__ = ("_deps", "blobs", "key", "runspec")
+    key: Key
+    _deps: tuple[Key, ...]
+    runspec: tuple[Any, ...]
+    blobs: Blobs | None
+
+    def __init__(
+        self,
+        key: Key,
+        dependencies: Iterable[Key],
+        runspec: tuple[Any, ...],
+        blobs: Blobs | None = None,
+    ) -> None:
+        deps = tuple(dependencies)
+        self.key = key
+        self._deps = deps if len(deps) < 2 else tuple(dict.fromkeys(deps))
+        self.runspec = runspec
+        self.blobs = blobs
+
+    @property
+    def dependencies(self) -> frozenset[Key]:
+        """The keys the task reads."""
+        return frozenset(self._deps)
+
+    @property
+    def dependency_tuple(self) -> tuple[Key, ...]:
+        """The keys the task reads, in order."""
+        return self._deps
+
+    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+        raise TypeError(
+            f"PackedTask {self.key!r} cannot run as it is: call .unpack() on a worker first"
+        )
+
+    def unpack(self, blobs: Blobs | None = None) -> Task:
+        """Build the runnable task, unpickling its blobs (worker side only)."""
+        source = blobs if blobs is not None else self.blobs
+        if source is None:
+            raise ValueError(f"PackedTask {self.key!r}: no blobs to unpack from")
+        kind = self.runspec[0]
+        if kind == "bw":  # blockwise, references given as keys in ``refmask`` holes
+            _, template, fills, refmask = self.runspec
+            task: Task = source.load(template).fill_keys(
+                self.key, [_load_values(f, source) for f in fills], refmask
+            )
+            return task
+        if kind == "bwg":  # blockwise, fills hold TaskRefs and nested lists
+            _, template, fills = self.runspec
+            task = source.load(template).fill(self.key, [_load_values(f, source) for f in fills])
+            assert isinstance(task, Task)
+            return task
+        if kind == "t":
+            _, func, args = self.runspec
+            positional, keywords = source.load(args)
+            return Task(self.key, source.load(func), *positional, **keywords)
+        if kind == "d":
+            return Task(self.key, _identity, source.load(self.runspec[1]))
+        if kind == "a":
+            return Task(self.key, _identity, TaskRef(self.runspec[1]))
+        if kind == "n":
+            node = source.load(self.runspec[1])
+            if isinstance(node, Task):
+                return node
+            return Task(self.key, _call_node, node, {d: TaskRef(d) for d in self._deps})
+        raise ValueError(f"PackedTask {self.key!r}: unknown runspec kind {kind!r}")
+
+    def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> PackedTask:
+        """Packed tasks are not rewritten: only a new key is supported."""
+        if subs and any(d in subs for d in self._deps):
+            raise ValueError("PackedTask dependencies cannot be renamed")
+        return PackedTask(self.key if key is None else key, self._deps, self.runspec, self.blobs)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not PackedTask:
+            return NotImplemented
+        return self.key == other.key and self._deps == other._deps and self.runspec == other.runspec
+
+    def __hash__(self) -> int:
+        return hash((PackedTask, self.key))
+
+    def __repr__(self) -> str:
+        return f"PackedTask({self.key!r}, deps={list(self._deps)!r}, runspec={self.runspec[0]!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PackedTask, (self.key, self._deps, self.runspec, self.blobs))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _call_node(node: GraphNode, values: Mapping[Key, Any]) -> Any:
+    return node(values)
+
+
+# -- the kind registry ---------------------------------------------------------------------
+
+
+class PackContext:
+    """Client side: stores blobs by content and keeps one blob per function per pack."""
+
+    def __init__(self) -> None:
+        self.blobs: list[bytes] = []
+        self._index: dict[bytes, int] = {}
+        self._by_object: dict[int, tuple[Any, int]] = {}
+
+    def add_bytes(self, data: bytes) -> int:
+        """Store ``data`` once; return its index."""
+        index = self._index.get(data)
+        if index is None:
+            index = len(self.blobs)
+            self._index[data] = index
+            self.blobs.append(data)
+        return index
+
+    def add(self, obj: Any) -> int:
+        """Pickle ``obj`` (once per object per pack) and store it; return its index."""
+        cached = self._by_object.get(id(obj))
+        if cached is not None and cached[0] is obj:
+            return cached[1]
+        index = self.add_bytes(cloudpickle.dumps(obj, protocol=5))
+        self._by_object[id(obj)] = (obj, index)
+        return index
+
+
+class UnpackContext:
+    """Scheduler side: what a kind needs to rebuild a layer from its state."""
+
+    def __init__(self, nblobs: int, limits: Limits, blobs: Blobs) -> None:
+        self.nblobs = nblobs
+        self.limits = limits
+        self.blobs = blobs
+
+    def blob_index(self, index: Any, where: str) -> int:
+        """Check a blob reference."""
+        if type(index) is not int or not 0 <= index < self.nblobs:
+            raise PackError(f"{where}: blob reference {index!r} out of range (0..{self.nblobs})")
+        return index
+
+    def key(self, obj: Any, where: str) -> Key:
+        """Decode one key."""
+        return decode_key(obj, self.limits, where)
+
+    def keys(self, objs: Any, where: str) -> list[Key]:
+        """Decode a list of keys."""
+        return decode_keys(objs, self.limits, where)
+
+
+class LayerKind(Protocol):
+    """A layer kind: how to pack a layer type and rebuild it on a scheduler.
+
+    ``pack`` returns msgpack-able state (keys through :func:`hlg._wire.encode_key`, user
+    objects through ``ctx.add``); ``unpack`` rebuilds a layer whose items are
+    :class:`PackedTask` objects, from the state alone, never unpickling.
+    """
+
+    name: str
+    version: int
+
+    def handles(self, layer: Layer) -> bool: ...
+
+    def pack(self, layer: Layer, ctx: PackContext) -> Any: ...
+
+    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer: ...
+
+
+_KINDS: dict[str, LayerKind] = {}
+_ENTRY_POINTS_LOADED = False
+_WARNED: set[type] = set()
+
+
+def register_layer_kind(kind: LayerKind) -> LayerKind:
+    """Register a layer kind under ``kind.name`` (installed packages use the entry point
+    group ``hlg.layers`` instead, so a scheduler finds their kinds without being told)."""
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for entry in importlib.metadata.entry_points(group="hlg.layers"):
+        if entry.name in _KINDS:
+            continue
+        try:
+            kind = entry.load()
+        except Exception as err:  # a broken plugin must not break every other kind
+            warnings.warn(f"hlg: cannot load layer kind {entry.name!r}: {err}", stacklevel=2)
+            continue
+        _KINDS.setdefault(entry.name, kind)
+
+
+def layer_kind(name: str) -> LayerKind | None:
+    """The registered kind called ``name`` (built-ins and entry points), or None."""
+    kind = _KINDS.get(name)
+    if kind is None:
+        _load_entry_points()
+        kind = _KINDS.get(name)
+    return kind
+
+
+class MaterializedKind:
+    """Explicit dicts of nodes: dependencies in msgpack, each task's payload in blobs."""
+
+    name = "materialized"
+    version = 1
+
+    def handles(self, layer: Layer) -> bool:
+        return type(layer) is MaterializedLayer
+
+    def pack(self, layer: Layer, ctx: PackContext) -> Any:
+        return [_pack_node(key, layer[key], ctx) for key in layer]
+
+    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer:
+        where = f"layer {record.name!r}"
+        rows = decode_state(record.state, list[tuple[Any, list[Any], str, Any, Any]], record.name)
+        if len(rows) > ctx.limits.max_tasks:
+            raise PackError(f"{where}: {len(rows)} tasks exceed the limit")
+        tasks: dict[Key, GraphNode] = {}
+        for raw_key, raw_deps, kind, a, b in rows:
+            key = ctx.key(raw_key, where)
+            deps = ctx.keys(raw_deps, f"{where}, key {key!r}")
+            if kind in ("t",):
+                runspec: tuple[Any, ...] = ("t", ctx.blob_index(a, where), ctx.blob_index(b, where))
+            elif kind in ("d", "n"):
+                runspec = (kind, ctx.blob_index(a, where))
+            elif kind == "a":
+                target = ctx.key(a, where)
+                if deps != [target]:
+                    raise PackError(f"{where}: alias {key!r} must depend on {target!r} alone")
+                runspec = ("a", target)
+            else:
+                raise PackError(f"{where}: unknown task kind {kind!r} for key {key!r}")
+            if key in tasks:
+                raise PackError(f"{where}: key {key!r} appears twice")
+            tasks[key] = PackedTask(key, deps, runspec, ctx.blobs)
+        return _scheduler_layer(MaterializedLayer(tasks, record.name), record)
+
+
+def _pack_node(key: Key, node: GraphNode, ctx: PackContext) -> list[Any]:
+    deps = [encode_key(d) for d in node.dependency_tuple]
+    if type(node) is Task:
+        return [
+            encode_key(key),
+            deps,
+            "t",
+            ctx.add(node.func),
+            ctx.add((node.args, node.kwargs or {})),
+        ]
+    if type(node) is DataNode:
+        return [encode_key(key), deps, "d", ctx.add(node.value), None]
+    if type(node) is Alias:
+        return [encode_key(key), deps, "a", encode_key(node.target), None]
+    return [encode_key(key), deps, "n", ctx.add(node), None]
+
+
+def _scheduler_layer(layer: Layer, record: LayerRecord) -> Layer:
+    """Give a rebuilt layer exactly the annotations on the wire."""
+    from hlg._annotations import Annotations
+
+    try:
+        layer.annotations = Annotations(record.annotations)
+    except TypeError as err:
+        raise PackError(f"layer {record.name!r}: {err}") from None
+    return layer
+
+
+register_layer_kind(MaterializedKind())
+
+
+def _kind_for(layer: Layer) -> LayerKind | None:
+    kind = layer_kind(layer.kind)
+    if kind is not None and kind.handles(layer):
+        return kind
+    return None
+
+
+# -- pack and unpack ------------------------------------------------------------------------
+
+
+def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> bytes:
+    """Pack ``graph`` for a scheduler: msgpack layer state plus payload blobs.
+
+    ``keys`` (a key or nested list; default: all keys of the output layers) are the
+    outputs; the graph is culled to them first. Outputs that make up a whole layer are
+    recorded by the layer's name.
+
+    >>> import hlg
+    >>> from operator import add
+    >>> g = {"x": hlg.DataNode("x", 1), "y": hlg.Task("y", add, hlg.TaskRef("x"), 1)}
+    >>> packed = hlg.unpack(hlg.pack(g, "y"))
+    >>> sorted(packed), packed.output_keys, packed.dependencies("y")
+    (['x', 'y'], ['y'], frozenset({'x'}))
+    """
+    if not isinstance(graph, HighLevelGraph):
+        single = MaterializedLayer(graph)
+        graph = HighLevelGraph({single.name: single}, {single.name: ()})
+    if keys is not None:
+        wanted: list[Key] = []
+        _flatten(keys, wanted)
+        graph = graph.cull(wanted)
+        outputs = _outputs(graph, wanted)
+    else:
+        outputs = [("layer", name) for name in graph.output_layers()]
+    ctx = PackContext()
+    records = []
+    for name in graph.topological_layers():
+        layer = graph.layers[name]
+        kind = _kind_for(layer)
+        if kind is None:
+            if type(layer) not in _WARNED:
+                _WARNED.add(type(layer))
+                warnings.warn(
+                    f"hlg.pack: layer type {type(layer).__name__} (kind {layer.kind!r}) is not a "
+                    "registered layer kind; its tasks are materialized and packed one by one",
+                    stacklevel=2,
+                )
+            layer = MaterializedLayer(layer.materialize(), name)
+            kind = layer_kind("materialized")
+            assert kind is not None
+        records.append(
+            LayerRecord(
+                name=name,
+                kind=kind.name,
+                kind_version=kind.version,
+                deps=sorted(graph.dependencies[name]),
+                annotations=dict(graph.layers[name].annotations),
+                state=encode_state(kind.pack(layer, ctx)),
+            )
+        )
+    envelope = Envelope(
+        hlg_version=_HLG_VERSION,
+        python_version=".".join(map(str, sys.version_info[:3])),
+        cloudpickle_version=cloudpickle.__version__,
+        layers=records,
+        outputs=outputs,
+        blobs=ctx.blobs,
+        blob_ids=[_blob_id(b) for b in ctx.blobs],
+    )
+    return encode(envelope)
+
+
+def _outputs(graph: HighLevelGraph, wanted: list[Key]) -> list[tuple[str, Any]]:
+    by_layer: dict[str, list[Key]] = {}
+    for key in wanted:
+        by_layer.setdefault(graph.layer_of(key).name, []).append(key)
+    out: list[tuple[str, Any]] = []
+    for name, keys in by_layer.items():
+        if len(set(keys)) == len(graph.layers[name]):
+            out.append(("layer", name))
+        else:
+            out.extend(("key", encode_key(k)) for k in dict.fromkeys(keys))
+    return out
+
+
+def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -> PackedGraph:
+    """Rebuild a packed graph on a scheduler, from msgpack state only (no unpickling).
+
+    Any malformed input raises :class:`hlg.PackError` naming the problem.
+    """
+    limits = limits or Limits()
+    envelope = decode(data)
+    if len(envelope.layers) > limits.max_layers:
+        raise PackError(f"{len(envelope.layers)} layers exceed the limit of {limits.max_layers}")
+    if len(envelope.blob_ids) != len(envelope.blobs):
+        raise PackError(f"{len(envelope.blobs)} blobs but {len(envelope.blob_ids)} blob ids")
+    for i, (blob, blob_id) in enumerate(zip(envelope.blobs, envelope.blob_ids, strict=True)):
+        if _blob_id(blob) != blob_id:
+            raise PackError(f"blob {i}: content does not match its id")
+    blobs = Blobs(envelope.blobs, envelope.blob_ids)
+    ctx = UnpackContext(len(blobs), limits, blobs)
+    layers: dict[str, Layer] = {}
+    deps: dict[str, list[str]] = {}
+    total = 0
+    for record in envelope.layers:
+        if record.name in layers:
+            raise PackError(f"layer {record.name!r} appears twice")
+        kind = layer_kind(record.kind)
+        if kind is None:
+            raise PackError(
+                f"layer {record.name!r}: unknown layer kind {record.kind!r} "
+                "(no installed package registers it in the 'hlg.layers' entry point group)"
+            )
+        if record.kind_version != kind.version:
+            raise PackError(
+                f"layer {record.name!r}: kind {record.kind!r} version {record.kind_version}, "
+                f"but this scheduler has version {kind.version}"
+            )
+        for dep in record.deps:
+            if dep not in layers:
+                raise PackError(
+                    f"layer {record.name!r} depends on {dep!r}, which is not an earlier layer "
+                    "(layers must come in topological order; a cycle cannot)"
+                )
+        try:
+            layer = kind.unpack(record, ctx)
+        except PackError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as err:
+            raise PackError(f"layer {record.name!r}: {err}") from None
+        total += len(layer)
+        if total > limits.max_tasks:
+            raise PackError(f"the graph declares more than {limits.max_tasks} tasks")
+        layers[record.name] = layer
+        deps[record.name] = record.deps
+    try:
+        graph = HighLevelGraph(layers, deps)
+    except (ValueError, TypeError) as err:
+        raise PackError(str(err)) from None
+    outputs = _decode_outputs(envelope.outputs, graph, limits)
+    meta = {
+        "hlg_version": envelope.hlg_version,
+        "python_version": envelope.python_version,
+        "cloudpickle_version": envelope.cloudpickle_version,
+    }
+    return PackedGraph(graph, blobs, outputs, meta)
+
+
+def _decode_outputs(
+    raw: list[tuple[str, Any]], graph: HighLevelGraph, limits: Limits
+) -> list[tuple[str, Any]]:
+    outputs: list[tuple[str, Any]] = []
+    for what, value in raw:
+        if what == "layer":
+            if value not in graph.layers:
+                raise PackError(f"output layer {value!r} is not in the graph")
+            outputs.append(("layer", value))
+        elif what == "key":
+            key = decode_key(value, limits, "outputs")
+            if key not in graph:
+                raise PackError(f"output key {key!r} is not in the graph")
+            outputs.append(("key", key))
+        else:
+            raise PackError(f"outputs: unknown entry kind {what!r}")
+    return outputs
+
+
+class PackedGraph(Mapping[Key, PackedTask]):
+    """A packed graph on the scheduler: a lazy ``Mapping[key, PackedTask]``.
+
+    Built by :func:`unpack` from msgpack state alone; payloads stay bytes in ``blobs``.
+    """
+
+    def __init__(
+        self,
+        graph: HighLevelGraph,
+        blobs: Blobs,
+        outputs: list[tuple[str, Any]],
+        meta: Mapping[str, str],
+    ) -> None:
+        self.graph = graph
+        self.blobs = blobs
+        self._outputs = outputs
+        self.meta = dict(meta)
+
+    @property
+    def output_keys(self) -> list[Key]:
+        """The requested keys (whole layers expanded to their keys)."""
+        keys: list[Key] = []
+        for what, value in self._outputs:
+            if what == "layer":
+                keys.extend(self.graph.layers[value])
+            else:
+                keys.append(value)
+        return keys
+
+    def __getitem__(self, key: Key) -> PackedTask:
+        node = self.graph[key]
+        assert isinstance(node, PackedTask)
+        return node
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.graph)
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.graph
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def dependencies(self, key: Key) -> frozenset[Key]:
+        """The keys ``key`` reads (no task built when the layer is symbolic)."""
+        return self.graph.key_dependencies(key)
+
+    def cull(self, keys: Iterable[Key]) -> PackedGraph:
+        """Keep what ``keys`` need; they become the outputs."""
+        wanted = list(keys)
+        culled = self.graph.cull(wanted)
+        return PackedGraph(culled, self.blobs, [("key", k) for k in wanted], self.meta)
+
+    @property
+    def layers(self) -> Mapping[str, Layer]:
+        """The scheduler-side layers by name."""
+        return self.graph.layers
+
+    def describe(self) -> str:
+        """The layer table (see :meth:`HighLevelGraph.describe`)."""
+        return self.graph.describe()
+
+    def unpacked(self) -> Mapping[Key, Task]:
+        """A worker's view: ``view[key]`` unpacks the task (unpickling its blobs)."""
+        return _UnpackedView(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<PackedGraph: {len(self.graph.layers)} layers, {len(self):,} tasks, "
+            f"{len(self.blobs)} blobs ({self.blobs.nbytes():,} B)>"
+        )
+
+
+class _UnpackedView(Mapping[Key, Task]):
+    def __init__(self, packed: PackedGraph) -> None:
+        self.packed = packed
+
+    def __getitem__(self, key: Key) -> Task:
+        return self.packed[key].unpack(self.packed.blobs)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.packed
+
+
+def pack_task(task: Task) -> PackedTask:
+    """Pack one task with its own blobs (see :meth:`Task.pack`)."""
+    if task.key is None:
+        raise ValueError("only a task with a key can be packed")
+    ctx = PackContext()
+    runspec = ("t", ctx.add(task.func), ctx.add((task.args, task.kwargs or {})))
+    return PackedTask(task.key, task.dependency_tuple, runspec, Blobs(ctx.blobs))
