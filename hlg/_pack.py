@@ -19,6 +19,7 @@ from typing import Any, Protocol, final
 
 import cloudpickle
 
+from hlg._annotations import Annotations
 from hlg._get import _flatten
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key
@@ -390,7 +391,7 @@ class MaterializedKind:
             if key in tasks:
                 raise PackError(f"{where}: key {key!r} appears twice")
             tasks[key] = PackedTask(key, deps, runspec, ctx.blobs)
-        return _scheduler_layer(MaterializedLayer(tasks, record.name), record)
+        return MaterializedLayer(tasks, record.name)
 
 
 def _pack_node(key: Key, node: GraphNode, ctx: PackContext) -> list[Any]:
@@ -408,17 +409,6 @@ def _pack_node(key: Key, node: GraphNode, ctx: PackContext) -> list[Any]:
     if type(node) is Alias:
         return [encode_key(key), deps, "a", encode_key(node.target), None]
     return [encode_key(key), deps, "n", ctx.add(node), None]
-
-
-def _scheduler_layer(layer: Layer, record: LayerRecord) -> Layer:
-    """Give a rebuilt layer exactly the annotations on the wire."""
-    from hlg._annotations import Annotations
-
-    try:
-        layer.annotations = Annotations(record.annotations)
-    except TypeError as err:
-        raise PackError(f"layer {record.name!r}: {err}") from None
-    return layer
 
 
 register_layer_kind(MaterializedKind())
@@ -550,10 +540,13 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
                 )
         try:
             layer = kind.unpack(record, ctx)
+            layer.annotations = Annotations(record.annotations)  # exactly as on the wire
         except PackError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as err:
             raise PackError(f"layer {record.name!r}: {err}") from None
+        if layer.name != record.name:
+            raise PackError(f"layer {record.name!r}: its kind rebuilt it as {layer.name!r}")
         total += len(layer)
         if total > limits.max_tasks:
             raise PackError(f"the graph declares more than {limits.max_tasks} tasks")
