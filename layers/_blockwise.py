@@ -187,6 +187,8 @@ class Blockwise(Layer):
             getter: Callable[[tuple[int, ...]], tuple[int, ...]] | None
             if picks == tuple(range(ndim)):
                 getter = None
+            elif not picks:  # a 0-d input: its one block is always ()
+                getter = _empty
             elif len(picks) == 1:
                 (only,) = picks
                 getter = _single(only)  # type: ignore[arg-type]
@@ -334,6 +336,10 @@ def _rebuild_blockwise(parts: dict[str, Any], annotations: Mapping[str, Any]) ->
     layer = Blockwise(**parts)
     layer.annotations = annotations  # type: ignore[assignment]
     return layer
+
+
+def _empty(block: tuple[int, ...]) -> tuple[int, ...]:
+    return ()
 
 
 def _single(position: int) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
