@@ -283,9 +283,10 @@ class Blockwise(Layer):
             external.update(self.dependency_tuple((self.output, *block)))
         if len(blocks) == len(self):
             return self, frozenset(external)
-        culled = self.replace(
-            output_blocks=blocks, name=self.culled_name((self.output, *b) for b in blocks)
-        )
+        culled = Blockwise.__new__(Blockwise)  # same structure: only blocks and name change
+        culled.__dict__.update(self.__dict__)
+        culled.output_blocks = frozenset(blocks)
+        culled.name = self.culled_name((self.output, *b) for b in blocks)
         return culled, frozenset(external)
 
     def replace(self, **changes: Any) -> Blockwise:
