@@ -23,6 +23,7 @@ from hlg._optimize import Pass as Pass
 from hlg._optimize import cull as cull
 from hlg._optimize import fuse_linear as fuse_linear
 from hlg._optimize import optimize as optimize
+from hlg._optimize import report_refusal as report_refusal
 from hlg._pack import BlobRef as BlobRef
 from hlg._pack import Blobs as Blobs
 from hlg._pack import LayerKind as LayerKind
@@ -89,6 +90,7 @@ __all__ = [
     "optimize",
     "pack",
     "register_layer_kind",
+    "report_refusal",
     "tokenize",
     "toposort",
     "unpack",

@@ -15,8 +15,6 @@ from typing import Any, final
 
 __all__ = ["Annotations", "annotate", "current_annotations", "merge_annotations"]
 
-_PLAIN = (type(None), bool, int, float, str)
-
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
@@ -35,20 +33,22 @@ class Annotations(Mapping[str, Any]):
     (2, True, True)
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_frozen")
     _data: dict[str, Any]
+    _frozen: Any
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         checked: dict[str, Any] = {}
         for name, value in (data or {}).items():
             if not isinstance(name, str):
                 raise TypeError(f"annotation names must be str; got {name!r}")
-            _check_value(name, value)
-            checked[name] = value
+            checked[str(name)] = _plain(name, value)  # a private deep copy
         self._data = checked
+        self._frozen = _freeze(checked)
 
     def __getitem__(self, name: str) -> Any:
-        return self._data[name]
+        value = self._data[name]
+        return _plain(name, value) if isinstance(value, (list, dict)) else value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -58,13 +58,16 @@ class Annotations(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Annotations):
-            return bool(_freeze(self._data) == _freeze(other._data))
+            return bool(self._frozen == other._frozen)
         if isinstance(other, Mapping):
-            return bool(_freeze(self._data) == _freeze(dict(other)))
+            try:
+                return bool(self._frozen == _freeze({k: _plain(k, v) for k, v in other.items()}))
+            except TypeError:
+                return False
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(_freeze(self._data))
+        return hash(self._frozen)
 
     def __repr__(self) -> str:
         return f"Annotations({self._data!r})"
@@ -79,19 +82,23 @@ _CURRENT: contextvars.ContextVar[Annotations] = contextvars.ContextVar(
 )
 
 
-def _check_value(name: str, value: Any) -> None:
-    if isinstance(value, _PLAIN):
-        return
+def _plain(name: str, value: Any) -> Any:
+    """A deep copy of ``value`` made of exact builtin types; TypeError if not plain data."""
+    if value is None or type(value) is bool:
+        return value
+    for typ in (int, float, str):
+        if isinstance(value, typ) and not isinstance(value, bool):
+            return typ(value)
     if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_value(name, item)
-        return
+        items = [_plain(name, item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
+        out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"annotation {name!r}: dict keys must be str; got {k!r}")
-            _check_value(name, v)
-        return
+            out[str(k)] = _plain(name, v)
+        return out
     raise TypeError(
         f"annotation {name!r} must be plain data (None, bool, int, float, str, "
         f"list, tuple, dict); got {type(value).__name__} {value!r}"

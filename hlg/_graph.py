@@ -176,12 +176,28 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
     def __contains__(self, key: object) -> bool:
         return iskey(key) and self._find_layer(key) is not None  # type: ignore[arg-type]
 
+    def _shared(self) -> set[str]:
+        """Layers sharing a key prefix with another layer (their keys may overlap)."""
+        return {name for names in self._prefix_index().values() if len(names) > 1 for name in names}
+
     def __iter__(self) -> Iterator[Key]:
+        shared = self._shared()
+        seen: set[Key] = set()
         for name in self.topological_layers():
-            yield from self.layers[name]
+            if name not in shared:
+                yield from self.layers[name]
+                continue
+            for key in self.layers[name]:  # merged graphs may hold a key in two layers
+                if key not in seen:
+                    seen.add(key)
+                    yield key
 
     def __len__(self) -> int:
-        return sum(len(layer) for layer in self.layers.values())
+        shared = self._shared()
+        count = sum(len(layer) for name, layer in self.layers.items() if name not in shared)
+        if shared:
+            count += len({k for name in shared for k in self.layers[name]})
+        return count
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -246,6 +262,8 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
         A layer that loses keys is replaced by a smaller one with a new deterministic
         name (its keys keep their prefix); a layer that keeps everything is kept as is.
         """
+        if iskey(keys):  # one key, not an iterable of its items
+            keys = [keys]  # type: ignore[list-item]
         wanted: dict[str, list[Key]] = {}
         for key in keys:
             wanted.setdefault(self.layer_of(key).name, []).append(key)
@@ -280,12 +298,16 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
         must be in the graph, in a layer its layer depends on (or in its own layer).
         Costs O(keys); tasks are built only for layers without symbolic dependencies.
         """
+        for name in self.layers:
+            unknown = sorted(set(self.dependencies.get(name, ())) - set(self.layers))
+            if unknown:
+                raise ValueError(f"layer {name!r} depends on {unknown}, which are not layers")
         self.topological_layers()
         for name, layer in self.layers.items():
             allowed = self.dependencies[name]
             for key in layer:
                 for dep in layer.dependency_tuple(key):
-                    if dep in layer:
+                    if dep in layer or any(dep in self.layers[d] for d in allowed):
                         continue
                     owner = self._find_layer(dep)
                     if owner is None:
@@ -355,9 +377,13 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
         lines = ["digraph hlg {", "  rankdir=BT;", "  node [shape=box];"]
         for name in self.topological_layers():
             layer = self.layers[name]
-            label = f"{name}\\n{layer.kind}, {len(layer):,} tasks"
-            lines.append(f'  "{name}" [label="{label}"];')
-            lines.extend(f'  "{dep}" -> "{name}";' for dep in sorted(self.dependencies[name]))
+            size = len(layer)
+            label = f"{name}\n{layer.kind}, {size:,} task{'' if size == 1 else 's'}"
+            lines.append(f"  {_dot_string(name)} [label={_dot_string(label)}];")
+            lines.extend(
+                f"  {_dot_string(dep)} -> {_dot_string(name)};"
+                for dep in sorted(self.dependencies[name])
+            )
         lines.append("}")
         return "\n".join(lines)
 
@@ -378,6 +404,12 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
             [dot, f"-T{fmt}", "-o", str(path)], input=self.to_dot(), text=True, check=True
         )
         return path
+
+
+def _dot_string(text: str) -> str:
+    """A double-quoted dot string; newlines become dot's ``\\n`` line breaks."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def _check_internal_cycles(layer: Layer) -> None:

@@ -3,11 +3,13 @@
 Built-in passes: :func:`cull` (keep what the keys need) and :func:`fuse_linear` (chains of
 tasks in materialized layers become one task). No pass drops or changes annotations: a
 fusion that would join tasks with different annotations is refused, and the refusal is
-logged on the ``hlg.optimize`` logger (``optimize(..., explain=True)`` returns the log).
+reported through :func:`report_refusal`: logged on the ``hlg.optimize`` logger and, inside
+``optimize(..., explain=True)``, collected for that call alone (whatever the logging setup).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, overload
@@ -18,9 +20,27 @@ from hlg._keys import Key
 from hlg._layer import Layer, MaterializedLayer, _keyset_token
 from hlg._task import GraphNode, Task
 
-__all__ = ["Pass", "cull", "fuse_linear", "optimize"]
+__all__ = ["Pass", "cull", "fuse_linear", "optimize", "report_refusal"]
 
 logger = logging.getLogger("hlg.optimize")
+_EXPLAIN: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "hlg_explain", default=None
+)
+
+
+def report_refusal(message: str) -> None:
+    """Say why a pass left something alone: logged, and kept for ``explain=True``.
+
+    Passes written outside hlg call this too, so their reasons reach the caller of
+    ``optimize(..., explain=True)`` — collected per call (per thread and context).
+
+    >>> report_refusal("my_pass: not fusing 'a' into 'b': reasons")
+    """
+    collected = _EXPLAIN.get()
+    if collected is not None:
+        collected.append(message)
+    logger.info("%s", message)
+
 
 #: An optimization pass: takes the graph and the keys that must stay addressable.
 Pass = Callable[[HighLevelGraph, Sequence[Key]], HighLevelGraph]
@@ -76,12 +96,9 @@ def fuse_linear(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph:
         above_notes = mats[owner[key]].annotations
         below_notes = mats[owner[below]].annotations
         if above_notes != below_notes:
-            logger.info(
-                "fuse_linear: not fusing %r into %r: annotations differ (%s vs %s)",
-                key,
-                below,
-                dict(above_notes),
-                dict(below_notes),
+            report_refusal(
+                f"fuse_linear: not fusing {key!r} into {below!r}: annotations differ "
+                f"({dict(above_notes)} vs {dict(below_notes)})"
             )
             continue
         parent[below] = key
@@ -189,25 +206,11 @@ def optimize(
         _flatten(keys, wanted)
     chosen: list[Pass] = [cull, fuse_linear] if passes is None else list(passes)
     messages: list[str] = []
-    handler = _ListHandler(messages) if explain else None
-    if handler is not None:
-        logger.addHandler(handler)
-        old_level = logger.level
-        logger.setLevel(logging.INFO)
+    token = _EXPLAIN.set(messages) if explain else None
     try:
         for optimization in chosen:
             graph = optimization(graph, wanted)
     finally:
-        if handler is not None:
-            logger.removeHandler(handler)
-            logger.setLevel(old_level)
+        if token is not None:
+            _EXPLAIN.reset(token)
     return (graph, messages) if explain else graph
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self, messages: list[str]) -> None:
-        super().__init__(logging.INFO)
-        self.messages = messages
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())

@@ -2,21 +2,18 @@
 
 The pass reads layer descriptions only — index strings, block counts, templates — so
 its cost does not depend on the number of blocks, and it never builds a task. Each
-refusal is logged on the ``hlg.optimize`` logger with its reason.
+refusal is reported with its reason through ``hlg.report_refusal``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from hlg import HighLevelGraph, Key, Layer, Placeholder
+from hlg import HighLevelGraph, Key, Layer, Placeholder, report_refusal
 from layers._blockwise import Blockwise
 
 __all__ = ["fuse_blockwise"]
-
-logger = logging.getLogger("hlg.optimize")
 
 
 def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph:
@@ -67,8 +64,8 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
                     continue
                 reason = _refusal(consumer, producer, dependents[producer_name], requested)
                 if reason:
-                    logger.info(
-                        "fuse_blockwise: not fusing %r into %r: %s", producer_name, name, reason
+                    report_refusal(
+                        f"fuse_blockwise: not fusing {producer_name!r} into {name!r}: {reason}"
                     )
                     continue
                 layers[name] = _compose(consumer, producer)

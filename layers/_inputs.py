@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from hlg import ArgSpec, Placeholder, normalize_token
+from hlg._task import _scan
 
 __all__ = [
     "ArraySlice",
@@ -168,6 +169,12 @@ class BlockValues(BlockProvider):
         self.values = tuple(values)
         if not self.values:
             raise ValueError("BlockValues needs at least one value")
+        for i, value in enumerate(self.values):
+            if _scan(value, []):
+                raise TypeError(
+                    f"BlockValues value {i} holds a reference or a task ({value!r}); "
+                    "per-block values are data: pass references as blockwise arguments"
+                )
         self.numblocks = (len(self.values),)
 
     def value(self, block: tuple[int, ...]) -> Any:
