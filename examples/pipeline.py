@@ -1,12 +1,20 @@
-"""The whole hlg pipeline on one page: explicit tasks, legacy conversion, execution."""
+"""The whole hlg pipeline on one page: tasks, legacy graphs, layers, fusion, packing."""
 
 from __future__ import annotations
 
+import pickle
 import sys
 import time
+from contextlib import contextmanager
 from operator import add, mul
+from typing import Any
+from unittest import mock
+
+import cloudpickle
+import numpy as np
 
 import hlg
+import layers
 from hlg import Alias, DataNode, Task, TaskRef
 
 
@@ -42,6 +50,62 @@ def chain(n: int) -> dict[hlg.Key, hlg.GraphNode]:
     return graph
 
 
+def array_graph(n: int) -> hlg.HighLevelGraph:
+    """The 4-layer blockwise chain ones -> +1 -> *2 -> transpose + x on n x n blocks."""
+    chunks = ((2,) * n, (2,) * n)
+    x = layers.blockwise(np.ones, "x", "ij", layers.ChunkShape(chunks), "ij")
+    a = layers.blockwise(add, "a", "ij", "x", "ij", 1, None, numblocks={"x": (n, n)})
+    b = layers.blockwise(mul, "b", "ij", "a", "ij", 2, None, numblocks={"a": (n, n)})
+    c = layers.blockwise(add, "c", "ij", "b", "ji", "x", "ij", numblocks={"b": (n, n), "x": (n, n)})
+    return hlg.HighLevelGraph(
+        {"x": x, "a": a, "b": b, "c": c}, {"a": ["x"], "b": ["a"], "c": ["b", "x"]}
+    )
+
+
+@contextmanager
+def no_unpickling() -> Any:
+    """Make every unpickling entry point fail, as on a scheduler without user code."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the scheduler side must not unpickle")
+
+    with (
+        mock.patch.object(pickle, "loads", refuse),
+        mock.patch.object(cloudpickle, "loads", refuse),
+        mock.patch.object(pickle, "Unpickler", refuse),
+    ):
+        yield
+
+
+def layered_pipeline() -> None:
+    n = 1000
+    start = time.perf_counter()
+    graph = array_graph(n)
+    key = ("c", 123, 456)
+    optimized, why = hlg.optimize(
+        graph, [key], passes=[layers.fuse_blockwise, hlg.cull], explain=True
+    )
+    elapsed = time.perf_counter() - start
+    print(f"\n{len(graph):,}-task blockwise graph, before optimization:")
+    print(graph.describe())
+    print(f"\nbuilt, fused and culled to {key} in {elapsed * 1e3:.1f} ms:")
+    print(optimized.describe())
+    for reason in why:
+        print("  refused:", reason)
+
+    data = hlg.pack(graph)
+    with no_unpickling():  # what a scheduler does: no user code is unpickled
+        packed = hlg.unpack(data)
+        culled = packed.cull([key])
+        order = list(hlg.toposort(culled, [key]))
+    print(f"\npacked the whole graph into {len(data):,} bytes; a scheduler expanded it to")
+    print(f"{len(packed):,} tasks and culled it to {order} without unpickling anything")
+    block = hlg.get(culled, key)  # the worker side unpickles each blob once
+    expected = (np.ones((2, 2)) + 1) * 2 + 1
+    assert np.array_equal(block, expected), block
+    print(f"block {key} computed from the packed graph:\n{block}")
+
+
 def main() -> int:
     graph = explicit_graph()
     print("explicit graph:")
@@ -69,6 +133,7 @@ def main() -> int:
     )
     assert out == n - 1
     print("token of the explicit graph:", hlg.tokenize(graph))
+    layered_pipeline()
     return 0
 
 

@@ -48,6 +48,7 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
     for name, layer in layers.items():
         for prefix in layer.prefixes:
             owners.setdefault(prefix, []).append(name)
+    refused: dict[tuple[str, str], str] = {}
     for name in reversed(graph.topological_layers()):
         if name not in layers or not isinstance(layers[name], Blockwise):
             continue
@@ -64,9 +65,7 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
                     continue
                 reason = _refusal(consumer, producer, dependents[producer_name], requested)
                 if reason:
-                    report_refusal(
-                        f"fuse_blockwise: not fusing {producer_name!r} into {name!r}: {reason}"
-                    )
+                    refused[(producer_name, name)] = reason  # the last word on this pair
                     continue
                 layers[name] = _compose(consumer, producer)
                 del layers[producer_name]
@@ -78,6 +77,9 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
                 break
             else:
                 break
+    for (producer_name, name), reason in refused.items():
+        if producer_name in layers and name in layers:
+            report_refusal(f"fuse_blockwise: not fusing {producer_name!r} into {name!r}: {reason}")
     order = [n for n in graph.layers if n in layers]
     return HighLevelGraph({n: layers[n] for n in order}, {n: deps[n] for n in order})
 
