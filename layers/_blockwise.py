@@ -38,13 +38,23 @@ def concatenate_axes(arrays: Any, axes: Sequence[int]) -> Any:
     >>> concatenate_axes([a, 2 * a], [1]).shape
     (2, 4)
     """
-    import numpy as np  # only workers concatenate; schedulers never import numpy here
+
+    if not axes:
+        return arrays
+    return _concatenate(arrays, list(axes), len(axes))
+
+
+def _concatenate(arrays: Any, axes: list[int], depth: int) -> Any:
+    import numpy as np
 
     if not axes:
         return arrays
     if not isinstance(arrays, list):
-        raise ValueError(f"concatenate_axes: expected a nested list {len(axes)} deep")
-    parts = [concatenate_axes(a, axes[1:]) for a in arrays]
+        raise ValueError(
+            f"concatenate_axes: expected lists nested {depth} deep (one level per axis); "
+            f"found a {type(arrays).__name__} at level {depth - len(axes)}"
+        )
+    parts = [_concatenate(a, axes[1:], depth) for a in arrays]
     return np.concatenate(parts, axis=axes[0])
 
 
@@ -54,6 +64,18 @@ def _as_index(ind: object, what: str) -> Index:
     if isinstance(ind, tuple) and all(isinstance(i, str) for i in ind):
         return ind
     raise ValueError(f"{what}: an index must be a str like 'ij' or a tuple of str; got {ind!r}")
+
+
+def _counts(values: Sequence[Any]) -> tuple[Any, ...]:
+    """Block counts as ints where they are int-like (numpy integers); others are kept for
+    the check that names the argument."""
+    return tuple(_as_count(v) for v in values)
+
+
+def _as_count(value: Any) -> Any:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        return value
+    return operator.index(value)
 
 
 def _describe(position: int, target: object) -> str:
@@ -84,8 +106,12 @@ class Blockwise(Layer):
         name: str | None = None,
         annotations: Mapping[str, Any] | None = None,
         kind: str | None = None,
+        argument_numbers: Sequence[int] | None = None,
     ) -> None:
         super().__init__(name or output, annotations)
+        # How error messages number the indexed arguments: by default their position
+        # here; ``blockwise`` passes their position among all its pairs.
+        self._numbers = tuple(argument_numbers or range(len(indices)))
         if kind is not None:
             self.kind = kind  # type: ignore[misc]
         self.output = output
@@ -94,10 +120,10 @@ class Blockwise(Layer):
             raise ValueError(f"output index {output_indices!r} repeats a letter")
         self.template = template
         self.indices = tuple(
-            (target, _as_index(ind, _describe(i, target)))
+            (target, _as_index(ind, _describe(self._numbers[i], target)))
             for i, (target, ind) in enumerate(indices)
         )
-        self.numblocks = {k: tuple(v) for k, v in numblocks.items()}
+        self.numblocks = {k: _counts(v) for k, v in numblocks.items()}
         self.new_axes = dict(new_axes or {})
         self.concatenate = bool(concatenate)
         self.dims = self._dims()
@@ -110,26 +136,29 @@ class Blockwise(Layer):
 
     # -- structure --------------------------------------------------------------------
 
+    def _describe(self, position: int) -> str:
+        return _describe(self._numbers[position], self.indices[position][0])
+
     def _blocks_of(self, position: int) -> tuple[int, ...]:
         target, ind = self.indices[position]
         if isinstance(target, BlockProvider):
             blocks = target.numblocks
         elif isinstance(target, str):
             if target not in self.numblocks:
-                raise ValueError(f"{_describe(position, target)}: no numblocks given")
+                raise ValueError(f"{self._describe(position)}: no numblocks given")
             blocks = self.numblocks[target]
         else:
             raise TypeError(
-                f"{_describe(position, target)}: an indexed argument must be an input name "
+                f"{self._describe(position)}: an indexed argument must be an input name "
                 "(str) or a BlockProvider"
             )
         if len(blocks) != len(ind):
             raise ValueError(
-                f"{_describe(position, target)}: index {''.join(ind)!r} has {len(ind)} "
+                f"{self._describe(position)}: index {''.join(ind)!r} has {len(ind)} "
                 f"letters but the input has {len(blocks)} dimensions (numblocks {blocks})"
             )
         if any(type(n) is not int or n < 1 for n in blocks):
-            raise ValueError(f"{_describe(position, target)}: numblocks must be ints >= 1")
+            raise ValueError(f"{self._describe(position)}: numblocks must be ints >= 1")
         return blocks
 
     def _dims(self) -> dict[str, int]:
@@ -143,11 +172,10 @@ class Blockwise(Layer):
                     dims[letter] = n
                     source[letter] = position
                 elif n not in (1, seen):
-                    first = self.indices[source[letter]][0]
                     raise ValueError(
                         f"index {letter!r} has {seen} blocks in "
-                        f"{_describe(source[letter], first)} but {n} in "
-                        f"{_describe(position, self.indices[position][0])}"
+                        f"{self._describe(source[letter])} but {n} in "
+                        f"{self._describe(position)}"
                     )
         for letter, n in self.new_axes.items():
             if letter in dims:
@@ -423,6 +451,7 @@ def blockwise(
         concat_func = None
     pairs = list(zip(args[::2], args[1::2], strict=True))
     indices: list[tuple[str | BlockProvider, str | Index]] = []
+    numbers: list[int] = []
     for position, (arg, ind) in enumerate(pairs):
         if ind is None:
             continue
@@ -432,6 +461,7 @@ def blockwise(
                 "(str) or a BlockProvider; pass constants as (value, None)"
             )
         indices.append((arg, ind))
+        numbers.append(position)
     axes = {k: (len(v) if isinstance(v, tuple) else 1) for k, v in (new_axes or {}).items()}
     names = {a for a, _ in indices if isinstance(a, str)}
     given = dict(numblocks or {})
@@ -440,7 +470,9 @@ def blockwise(
         raise ValueError(f"numblocks names inputs that are not arguments: {sorted(unknown)}")
     # Build a provisional layer with a flat template to learn the contracted axes.
     flat = ArgSpec(func, *[Placeholder(i) for i in range(len(indices))])
-    probe = Blockwise(out_name, out_ind, flat, indices, given, axes, bool(concat_func))
+    probe = Blockwise(
+        out_name, out_ind, flat, indices, given, axes, bool(concat_func), argument_numbers=numbers
+    )
     call_args: list[Any] = []
     slot = 0
     for arg, ind in pairs:
@@ -464,4 +496,5 @@ def blockwise(
         bool(concat_func),
         name=name,
         annotations=annotations,
+        argument_numbers=numbers,
     )

@@ -10,6 +10,7 @@ input, ``func(inputs[i])`` under key ``(name, i)``.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ __all__ = [
     "ChunkShape",
     "InputLayer",
     "normalize_chunks",
+    "normalize_numblocks",
 ]
 
 
@@ -37,16 +39,53 @@ def normalize_chunks(chunks: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], 
     ...
     ValueError: chunks along dimension 0 must be non-negative ints with at least one ...
     """
+    if not isinstance(chunks, (list, tuple)):
+        raise TypeError(f"chunks must be a sequence of sequences of ints; got {chunks!r}")
     out = []
     for dim, sizes in enumerate(chunks):
-        sizes_t = tuple(sizes)
-        if not sizes_t or any(type(s) is not int or s < 0 for s in sizes_t):
+        try:
+            sizes_t = tuple(_count(s) for s in sizes)
+        except TypeError:
+            sizes_t = ()
+        if not sizes_t or any(s < 0 for s in sizes_t):
             raise ValueError(
                 f"chunks along dimension {dim} must be non-negative ints with at least "
                 f"one block; got {sizes!r}"
             )
         out.append(sizes_t)
     return tuple(out)
+
+
+def _count(value: Any) -> int:
+    """An int from an int-like value (``numpy.int64`` included), never from a bool."""
+    if isinstance(value, bool):
+        raise TypeError(f"expected an int; got {value!r}")
+    return operator.index(value)
+
+
+def normalize_numblocks(numblocks: Any, what: str) -> tuple[int, ...]:
+    """Check block counts (ints >= 1, numpy integers accepted) and return a tuple.
+
+    >>> normalize_numblocks([2, 3], "x")
+    (2, 3)
+    >>> normalize_numblocks(5, "BlockIndex")
+    Traceback (most recent call last):
+    ...
+    TypeError: BlockIndex numblocks must be a sequence of ints >= 1; got 5
+    """
+    try:
+        items = list(numblocks)
+    except TypeError:
+        raise TypeError(
+            f"{what} numblocks must be a sequence of ints >= 1; got {numblocks!r}"
+        ) from None
+    try:
+        counts = tuple(_count(n) for n in items)
+    except TypeError:
+        counts = (0,)
+    if any(n < 1 for n in counts):
+        raise ValueError(f"{what} numblocks must be ints >= 1; got {numblocks!r}")
+    return counts
 
 
 class BlockProvider:
@@ -90,9 +129,7 @@ class BlockIndex(BlockProvider):
     kind = "block-index"
 
     def __init__(self, numblocks: Sequence[int]) -> None:
-        self.numblocks = tuple(numblocks)
-        if any(type(n) is not int or n < 1 for n in self.numblocks):
-            raise ValueError(f"BlockIndex numblocks must be ints >= 1; got {numblocks!r}")
+        self.numblocks = normalize_numblocks(numblocks, "BlockIndex")
 
     def value(self, block: tuple[int, ...]) -> tuple[int, ...]:
         """The block index itself."""
