@@ -73,7 +73,9 @@ def test_cycle_is_reported_before_anything_runs() -> None:
 
 
 def test_bad_graph_values() -> None:
-    with pytest.raises(TypeError, match=r"graph value for key 'x' is a tuple.*convert_legacy_graph"):
+    with pytest.raises(
+        TypeError, match=r"graph value for key 'x' is a tuple.*convert_legacy_graph"
+    ):
         get({"x": (inc, 1)}, "x")
     with pytest.raises(ValueError, match="graph key 'x' holds a node whose key is 'y'"):
         get({"x": DataNode("y", 1)}, "x")

@@ -12,7 +12,15 @@ from hlg import iskey, key_prefix, validate_key
 
 @pytest.mark.parametrize(
     "obj",
-    ["x", "", ("x",), ("x", 0), ("x", 1, 2), ("x", 1.5), ("x", "a", 3), np.str_("x"),
+    [
+        "x",
+        "",
+        ("x",),
+        ("x", 0),
+        ("x", 1, 2),
+        ("x", 1.5),
+        ("x", "a", 3),
+        np.str_("x"),
     ],
 )
 def test_keys(obj: object) -> None:
@@ -22,8 +30,21 @@ def test_keys(obj: object) -> None:
 
 @pytest.mark.parametrize(
     "obj",
-    [1, 1.0, True, None, (), (1, "x"), ("x", True), ("x", None), ("x", ("y", 1)), ["x", 1],
-     b"x", ("x", [1]), ("x", np.int64(3))],
+    [
+        1,
+        1.0,
+        True,
+        None,
+        (),
+        (1, "x"),
+        ("x", True),
+        ("x", None),
+        ("x", ("y", 1)),
+        ["x", 1],
+        b"x",
+        ("x", [1]),
+        ("x", np.int64(3)),
+    ],
 )
 def test_not_keys(obj: object) -> None:
     assert not iskey(obj)

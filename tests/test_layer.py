@@ -40,8 +40,13 @@ class Running(Layer):
         return ((self.name, i) for i in range(self.n))
 
     def __getitem__(self, key: Any) -> GraphNode:
-        if not (isinstance(key, tuple) and len(key) == 2 and key[0] == self.name
-                and isinstance(key[1], int) and 0 <= key[1] < self.n):
+        if not (
+            isinstance(key, tuple)
+            and len(key) == 2
+            and key[0] == self.name
+            and isinstance(key[1], int)
+            and 0 <= key[1] < self.n
+        ):
             raise KeyError(key)
         self.built += 1
         i = key[1]

@@ -61,8 +61,14 @@ def test_references_in_containers_and_kwargs() -> None:
     t = Task(
         "t",
         identity,
-        [TaskRef("a"), (TaskRef("b"), 1), {"k": TaskRef("c")}, {TaskRef("d")},
-         frozenset([TaskRef("e")]), Point(TaskRef("f"), 2)],
+        [
+            TaskRef("a"),
+            (TaskRef("b"), 1),
+            {"k": TaskRef("c")},
+            {TaskRef("d")},
+            frozenset([TaskRef("e")]),
+            Point(TaskRef("f"), 2),
+        ],
     )
     assert t.dependency_tuple == ("a", "b", "c", "d", "e", "f")
     out = t({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6})
@@ -111,9 +117,7 @@ def test_missing_dependency_is_named() -> None:
     t = Task(("t", 1), add, TaskRef("a"), TaskRef("b"))
     with pytest.raises(MissingDependencyError) as info:
         t({"a": 1})
-    assert str(info.value) == (
-        "task ('t', 1) needs the value of key 'b', which was not given"
-    )
+    assert str(info.value) == ("task ('t', 1) needs the value of key 'b', which was not given")
     assert info.value.missing == "b" and info.value.task_key == ("t", 1)
     deep = Task("d", identity, [TaskRef("zz")])
     with pytest.raises(MissingDependencyError, match="'zz'"):
@@ -236,7 +240,11 @@ def test_fuse_errors() -> None:
     [
         Task("t", add, 1, 2),
         Task(("t", 1), add, TaskRef("x"), 2),
-        Task("t", identity, [TaskRef("x"), {"a": TaskRef(("y", 0))}], ),
+        Task(
+            "t",
+            identity,
+            [TaskRef("x"), {"a": TaskRef(("y", 0))}],
+        ),
         Task("t", kw, 1, b=TaskRef("x")),
         Task.fuse(Task("a", add, TaskRef("x"), 1), Task("b", mul, TaskRef("a"), 2)),
         DataNode("d", [1, 2]),
