@@ -98,8 +98,9 @@ def layered_pipeline() -> None:
         packed = hlg.unpack(data)
         culled = packed.cull([key])
         order = list(hlg.toposort(culled, [key]))
-    print(f"\npacked the whole graph into {len(data):,} bytes; a scheduler expanded it to")
-    print(f"{len(packed):,} tasks and culled it to {order} without unpickling anything")
+    print(f"\npacked the whole graph into {len(data):,} bytes; a scheduler unpacked it")
+    print(f"({len(packed):,} tasks, none built) and culled it to {order},")
+    print("without unpickling anything")
     block = hlg.get(culled, key)  # the worker side unpickles each blob once
     expected = (np.ones((2, 2)) + 1) * 2 + 1
     assert np.array_equal(block, expected), block
