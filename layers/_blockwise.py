@@ -14,6 +14,7 @@ import itertools
 import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from hlg import ArgSpec, GraphNode, Key, Layer, Placeholder, TaskRef
@@ -58,12 +59,12 @@ def _concatenate(arrays: Any, axes: list[int], depth: int) -> Any:
     return np.concatenate(parts, axis=axes[0])
 
 
-def _as_index(ind: object, what: str) -> Index:
+def _as_index(ind: object, what: Callable[[], str]) -> Index:
     if isinstance(ind, str):
         return tuple(ind)
     if isinstance(ind, tuple) and all(isinstance(i, str) for i in ind):
         return ind
-    raise ValueError(f"{what}: an index must be a str like 'ij' or a tuple of str; got {ind!r}")
+    raise ValueError(f"{what()}: an index must be a str like 'ij' or a tuple of str; got {ind!r}")
 
 
 def _counts(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -115,12 +116,12 @@ class Blockwise(Layer):
         if kind is not None:
             self.kind = kind  # type: ignore[misc]
         self.output = output
-        self.output_indices = _as_index(output_indices, "output")
+        self.output_indices = _as_index(output_indices, lambda: "output")
         if len(set(self.output_indices)) != len(self.output_indices):
             raise ValueError(f"output index {output_indices!r} repeats a letter")
         self.template = template
         self.indices = tuple(
-            (target, _as_index(ind, _describe(self._numbers[i], target)))
+            (target, _as_index(ind, partial(_describe, self._numbers[i], target)))
             for i, (target, ind) in enumerate(indices)
         )
         self.numblocks = {k: _counts(v) for k, v in numblocks.items()}

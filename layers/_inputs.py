@@ -44,10 +44,12 @@ def normalize_chunks(chunks: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], 
     out = []
     for dim, sizes in enumerate(chunks):
         try:
-            sizes_t = tuple(_count(s) for s in sizes)
+            sizes_t = tuple(sizes)
+            if not all(type(s) is int for s in sizes_t):  # numpy integers, or bad values
+                sizes_t = tuple(_count(s) for s in sizes_t)
         except TypeError:
             sizes_t = ()
-        if not sizes_t or any(s < 0 for s in sizes_t):
+        if not sizes_t or min(sizes_t) < 0:
             raise ValueError(
                 f"chunks along dimension {dim} must be non-negative ints with at least "
                 f"one block; got {sizes!r}"
