@@ -82,22 +82,27 @@ _CURRENT: contextvars.ContextVar[Annotations] = contextvars.ContextVar(
 )
 
 
-def _plain(name: str, value: Any) -> Any:
+_MAX_DEPTH = 32
+
+
+def _plain(name: str, value: Any, depth: int = 0) -> Any:
     """A deep copy of ``value`` made of exact builtin types; TypeError if not plain data."""
+    if depth > _MAX_DEPTH:
+        raise TypeError(f"annotation {name!r} is nested deeper than {_MAX_DEPTH} levels")
     if value is None or type(value) is bool:
         return value
     for typ in (int, float, str):
         if isinstance(value, typ) and not isinstance(value, bool):
             return typ(value)
     if isinstance(value, (list, tuple)):
-        items = [_plain(name, item) for item in value]
+        items = [_plain(name, item, depth + 1) for item in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"annotation {name!r}: dict keys must be str; got {k!r}")
-            out[str(k)] = _plain(name, v)
+            out[str(k)] = _plain(name, v, depth + 1)
         return out
     raise TypeError(
         f"annotation {name!r} must be plain data (None, bool, int, float, str, "

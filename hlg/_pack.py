@@ -216,7 +216,7 @@ class PackedTask(GraphNode):
             node = source.load(self.runspec[1])
             if isinstance(node, Task):
                 return node
-            return Task(self.key, _call_node, node, {d: TaskRef(d) for d in self._deps})
+            return Task(self.key, _NodeCall(node), {d: TaskRef(d) for d in self._deps})
         raise ValueError(f"PackedTask {self.key!r}: unknown runspec kind {kind!r}")
 
     def substitute(self, subs: Mapping[Key, Key], key: Key | None = None) -> PackedTask:
@@ -244,8 +244,28 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _call_node(node: GraphNode, values: Mapping[Key, Any]) -> Any:
-    return node(values)
+@final
+class _NodeCall:
+    """Runs a graph node of a type hlg does not know, given its dependencies' values.
+
+    The node is held as the task's function so that the task does not mistake it for
+    an inline argument.
+    """
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: GraphNode) -> None:
+        self.node = node
+
+    def __call__(self, values: Mapping[Key, Any]) -> Any:
+        return self.node(values)
+
+    @property
+    def __name__(self) -> str:
+        return type(self.node).__name__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_NodeCall, (self.node,))
 
 
 # -- the kind registry ---------------------------------------------------------------------
@@ -504,7 +524,17 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
 
     Any malformed input raises :class:`hlg.PackError` naming the problem.
     """
-    limits = limits or Limits()
+    try:
+        return _unpack(data, limits or Limits())
+    except PackError:
+        raise
+    except RecursionError:
+        raise PackError("malformed packed graph: nested too deeply") from None
+    except Exception as err:  # the boundary: whatever a malformed input trips, say so
+        raise PackError(f"malformed packed graph: {type(err).__name__}: {err}") from None
+
+
+def _unpack(data: bytes | bytearray | memoryview, limits: Limits) -> PackedGraph:
     envelope = decode(data)
     if len(envelope.layers) > limits.max_layers:
         raise PackError(f"{len(envelope.layers)} layers exceed the limit of {limits.max_layers}")
@@ -517,6 +547,7 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
     ctx = UnpackContext(len(blobs), limits, blobs)
     layers: dict[str, Layer] = {}
     deps: dict[str, list[str]] = {}
+    kinds: dict[str, LayerKind] = {}
     total = 0
     for record in envelope.layers:
         if record.name in layers:
@@ -552,10 +583,13 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
             raise PackError(f"the graph declares more than {limits.max_tasks} tasks")
         layers[record.name] = layer
         deps[record.name] = record.deps
+        kinds[record.name] = kind
     try:
         graph = HighLevelGraph(layers, deps)
     except (ValueError, TypeError) as err:
         raise PackError(str(err)) from None
+    for record in envelope.layers:
+        _verify(kinds[record.name], graph.layers[record.name], graph)
     outputs = _decode_outputs(envelope.outputs, graph, limits)
     meta = {
         "hlg_version": envelope.hlg_version,
@@ -565,13 +599,26 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
     return PackedGraph(graph, blobs, outputs, meta)
 
 
+def _verify(kind: LayerKind, layer: Layer, graph: HighLevelGraph) -> None:
+    """Every key a layer reads must exist: the kind checks symbolically if it can."""
+    where = f"layer {layer.name!r}"
+    verify = getattr(kind, "verify", None)
+    if verify is not None:
+        verify(layer, graph, where)
+        return
+    for key in layer:
+        for dep in layer.dependency_tuple(key):
+            if dep not in layer and dep not in graph:
+                raise PackError(f"{where}: key {key!r} reads {dep!r}, which no layer produces")
+
+
 def _decode_outputs(
     raw: list[tuple[str, Any]], graph: HighLevelGraph, limits: Limits
 ) -> list[tuple[str, Any]]:
     outputs: list[tuple[str, Any]] = []
     for what, value in raw:
         if what == "layer":
-            if value not in graph.layers:
+            if type(value) is not str or value not in graph.layers:
                 raise PackError(f"output layer {value!r} is not in the graph")
             outputs.append(("layer", value))
         elif what == "key":

@@ -92,7 +92,7 @@ def decode(data: bytes | bytearray | memoryview) -> Envelope:
         raise PackError(f"packed data must be bytes; got {type(data).__name__}")
     try:
         protocol, body = _head_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         raise PackError(f"not a packed hlg graph: {err}") from None
     if protocol != PROTOCOL:
         raise PackError(
@@ -100,7 +100,7 @@ def decode(data: bytes | bytearray | memoryview) -> Envelope:
         )
     try:
         return _body_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         raise PackError(f"malformed packed graph: {err}") from None
 
 
@@ -108,7 +108,7 @@ def decode_state(raw: msgspec.Raw, schema: Any, layer: str) -> Any:
     """Decode one layer's raw state with ``schema``, or raise :class:`PackError`."""
     try:
         return msgspec.msgpack.decode(raw, type=schema)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         raise PackError(f"layer {layer!r}: malformed state: {err}") from None
 
 

@@ -26,7 +26,38 @@ __all__ = ["Blockwise", "blockwise", "concatenate_axes"]
 Index = tuple[str, ...]
 # One axis of an argument: an output position (>= 0), -1 for "always block 0", or the
 # block numbers to list along a contracted index.
-AxisMap = int | tuple[int, ...]
+AxisMap = int | Sequence[int]
+
+
+class Zeros(Sequence[int]):
+    """``n`` zeros without storing them: a broadcast input along a contracted index."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [0] * len(range(self.n)[i])
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.repeat(0, self.n)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Zeros) and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash((Zeros, self.n))
+
+    def __repr__(self) -> str:
+        return f"Zeros({self.n})"
 
 
 def concatenate_axes(arrays: Any, axes: Sequence[int]) -> Any:
@@ -199,9 +230,9 @@ class Blockwise(Layer):
             if letter in out_pos:
                 maps.append(-1 if n == 1 else out_pos[letter])
             elif n == 1:
-                maps.append((0,) if self.concatenate else (0,) * self.dims[letter])
+                maps.append(Zeros(1 if self.concatenate else self.dims[letter]))
             else:
-                maps.append(tuple(range(n)))
+                maps.append(range(n))  # O(1) memory whatever the declared count
         return tuple(maps)
 
     def _simple_plan(self) -> tuple[tuple[Any, ...], int, Any] | None:
@@ -210,9 +241,9 @@ class Blockwise(Layer):
         refs = 0
         ndim = len(self.output_indices)
         for hole, ((target, _), maps) in enumerate(zip(self.indices, self._maps, strict=True)):
-            if any(type(m) is tuple for m in maps):
+            if any(not isinstance(m, int) for m in maps):
                 return None
-            picks = tuple(ndim if m == -1 else m for m in maps)  # index ndim reads a 0
+            picks = tuple(ndim if m == -1 else m for m in maps if isinstance(m, int))
             getter: Callable[[tuple[int, ...]], tuple[int, ...]] | None
             if picks == tuple(range(ndim)):
                 getter = None
@@ -220,7 +251,7 @@ class Blockwise(Layer):
                 getter = _empty
             elif len(picks) == 1:
                 (only,) = picks
-                getter = _single(only)  # type: ignore[arg-type]
+                getter = _single(only)
             else:
                 getter = operator.itemgetter(*picks)
             if isinstance(target, str):
@@ -251,9 +282,13 @@ class Blockwise(Layer):
                 out[key] = self._build(key, key[1:])  # type: ignore[arg-type]
         return out
 
+    def fan_in(self, position: int) -> int:
+        """How many blocks of argument ``position`` one task reads (1 without contraction)."""
+        return math.prod([len(m) for m in self._maps[position] if not isinstance(m, int)])
+
     def contracted_axes(self, position: int) -> list[int]:
         """The axes of argument ``position`` whose index is not in the output."""
-        return [a for a, m in enumerate(self._maps[position]) if type(m) is tuple]
+        return [a for a, m in enumerate(self._maps[position]) if not isinstance(m, int)]
 
     # -- the Layer protocol -------------------------------------------------------------
 
@@ -388,10 +423,10 @@ def _nested(
     """The value for one argument: ``make(key)`` or nested lists along contracted axes."""
     coords = list(head)
     for axis, m in enumerate(maps):
-        if type(m) is tuple:
+        if not isinstance(m, int):
             rest = maps[axis + 1 :]
             return [_nested(rest, block, (*coords, c), make) for c in m]
-        coords.append(0 if m == -1 else block[m])  # type: ignore[index]
+        coords.append(0 if m == -1 else block[m])
     return make(tuple(coords))
 
 
@@ -400,11 +435,11 @@ def _collect(
 ) -> None:
     coords = list(head)
     for axis, m in enumerate(maps):
-        if type(m) is tuple:
+        if not isinstance(m, int):
             for c in m:
                 _collect(maps[axis + 1 :], block, (*coords, c), out)
             return
-        coords.append(0 if m == -1 else block[m])  # type: ignore[index]
+        coords.append(0 if m == -1 else block[m])
     out.append(tuple(coords))
 
 

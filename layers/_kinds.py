@@ -19,6 +19,7 @@ import msgspec
 from hlg import (
     BlobRef,
     Blobs,
+    HighLevelGraph,
     Key,
     Layer,
     PackContext,
@@ -164,6 +165,12 @@ class BlockwiseKind:
         )
         if math.prod(layer.shape) > ctx.limits.max_tasks:
             raise PackError(f"{where}: {math.prod(layer.shape)} blocks exceed the task limit")
+        for slot in range(len(layer.indices)):
+            if layer.fan_in(slot) > ctx.limits.max_tasks:
+                raise PackError(
+                    f"{where}: argument {slot} contracts over {layer.fan_in(slot)} blocks, "
+                    "beyond the task limit"
+                )
         if state.output_blocks is not None:
             blocks = [tuple(b) for b in state.output_blocks]
             for block in blocks:
@@ -173,6 +180,43 @@ class BlockwiseKind:
                     raise PackError(f"{where}: output block {list(block)} is out of range")
             layer = layer.replace(output_blocks=blocks)
         return layer
+
+    def verify(self, layer: Layer, graph: HighLevelGraph, where: str) -> None:
+        """Check that every key the layer reads exists, symbolically where possible."""
+        assert isinstance(layer, Blockwise)
+        for key in layer.template.constant_dependencies():
+            if key not in graph:
+                raise PackError(f"{where}: reads key {key!r}, which no layer produces")
+        per_key = False
+        for target, _ in layer.indices:
+            if not isinstance(target, str):
+                continue
+            producers = [
+                graph.layers[d]
+                for d in graph.dependencies[layer.name]
+                if target in graph.layers[d].prefixes
+            ]
+            if not producers:
+                raise PackError(f"{where}: reads {target!r}, which no layer it depends on produces")
+            producer = producers[0]
+            if (
+                len(producers) == 1
+                and isinstance(producer, Blockwise)
+                and producer.output_blocks is None
+                and producer.output == target
+            ):
+                if producer.shape != layer.numblocks[target]:
+                    raise PackError(
+                        f"{where}: reads {target!r} as {layer.numblocks[target]} blocks, "
+                        f"but layer {producer.name!r} has {producer.shape}"
+                    )
+            else:
+                per_key = True
+        if per_key:  # culled or materialized producers: check the keys read, one by one
+            for key in layer:
+                for dep in layer.dependency_tuple(key):
+                    if dep not in graph:
+                        raise PackError(f"{where}: key {key!r} reads {dep!r}, which is missing")
 
 
 def _pack_target(target: str | BlockProvider, ctx: PackContext) -> tuple[str, Any]:
