@@ -17,6 +17,7 @@ from hlg._task import (
     _PLAN_DEEP,
     Task,
     TaskRef,
+    _flat_task,
     _funcname,
     _rebuild_task,
     _same,
@@ -240,9 +241,7 @@ class ArgSpec:
                     args[position] = value
                 else:  # a list of references: resolve it generally
                     return self._fill_general(key, fills)
-            if plan:
-                return _rebuild_task(key, self.func, tuple(args), self.kwargs or None, None, plan)
-            return _rebuild_task(key, self.func, tuple(args), self.kwargs or None, (), 0)
+            return _flat_task(key, self.func, tuple(args), self.kwargs or None, plan)
         return self._fill_general(key, fills)
 
     def fill_keys(self, key: Key | None, fills: Sequence[Any], ref_holes: int) -> Task:
@@ -282,13 +281,17 @@ class ArgSpec:
         for position, index in positions:
             if ref_holes >> index & 1:
                 plan |= 1 << position
-        deps = None if plan else ()
         nholes = self._nholes
+        if plan & (plan - 1):  # several references: each task stores its key tuple
+            return lambda key, fills: _flat_task(
+                key, func, _place(base, positions, fills, nholes), kwargs, plan
+            )
+        deps = None if plan else ()
 
         def flat(key: Key | None, fills: Sequence[Any]) -> Task:
             if len(fills) < nholes:
                 raise ValueError(f"this template has {nholes} holes; got {len(fills)} fills")
-            args = list(base)
+            args = list(base)  # the hot path: inlined rather than calling _place
             for position, index in positions:
                 args[position] = fills[index]
             return _rebuild_task(key, func, tuple(args), kwargs, deps, plan)
@@ -367,6 +370,21 @@ class ArgSpec:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_argspec, (self.func, self.args, self.kwargs))
+
+
+def _place(
+    base: tuple[Any, ...],
+    positions: tuple[tuple[int, int], ...],
+    fills: Sequence[Any],
+    nholes: int,
+) -> tuple[Any, ...]:
+    """The template's arguments with ``fills`` at the holes' positions."""
+    if len(fills) < nholes:
+        raise ValueError(f"this template has {nholes} holes; got {len(fills)} fills")
+    args = list(base)
+    for position, index in positions:
+        args[position] = fills[index]
+    return tuple(args)
 
 
 def _rebuild_argspec(

@@ -84,7 +84,7 @@ def convert_legacy_task(key: Key | None, task: Any, all_keys: Container[Any]) ->
     >>> convert_legacy_task("y", "x", {"x"})
     Alias('y', 'x')
     """
-    converted = _convert(task, all_keys)
+    converted = _convert(task, all_keys, key)
     if key is None:
         return converted
     typ = type(converted)
@@ -128,20 +128,30 @@ def _plain_item(item: Any) -> str | int | float:
 _PLAIN = frozenset({str, int, float})
 
 
-def _convert(task: Any, all_keys: Container[Any]) -> Any:
+def _ref(key: Key) -> TaskRef:
+    """A TaskRef for a key already checked here (skips the constructor's check)."""
+    ref = TaskRef.__new__(TaskRef)
+    ref.key = key
+    return ref
+
+
+def _convert(task: Any, all_keys: Container[Any], key: Key | None = None) -> Any:
+    """Convert one value; a task tuple becomes a Task under ``key`` (None when nested)."""
     typ = type(task)
+    if typ is str:  # the commonest argument: a key or a plain string
+        return _ref(task) if task in all_keys else task
     if typ is tuple and task and callable(task[0]):
         args = [a if type(a) is dict else _convert(a, all_keys) for a in task[1:]]
-        return Task(None, task[0], *args)
+        return Task(key, task[0], *args)
     if typ is TaskRef or isinstance(task, GraphNode):
         return task
     if iskey(task):
         try:
             if task in all_keys:
-                return TaskRef(_plain_key(task))
+                return _ref(_plain_key(task))
         except TypeError:  # an unhashable container of keys cannot hold a key
             pass
-        if typ is str:
+        if isinstance(task, str):
             return task
     if typ is list:
         return [_convert(item, all_keys) for item in task]

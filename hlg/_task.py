@@ -71,7 +71,7 @@ class TaskRef:
     key: Key
 
     def __init__(self, key: Key) -> None:
-        if type(key) is not str and not iskey(key):
+        if type(key) is not str and not iskey(key):  # one check; str keys need none
             raise TypeError(f"TaskRef needs a key (str or (str, int|float|str, ...)); got {key!r}")
         self.key = key
 
@@ -284,13 +284,14 @@ class Task(GraphNode):
     _plan: int
 
     def __init__(self, key: Key | None, func: Callable[..., Any], /, *args: Any, **kwargs: Any):
-        if type(key) is not str:
+        if type(key) is not str and key is not None and not iskey(key):
             _check_key(key, "Task")
         if not callable(func):
             raise TypeError(f"Task {key!r}: func must be callable; got {func!r}")
         self.key = key
         self.func = func
         self.kwargs = kwargs or None
+        found: list[Key] = []  # every referenced key, in argument order: one walk
         plan = 0
         deep = False
         bit = 1
@@ -298,23 +299,22 @@ class Task(GraphNode):
             typ = type(arg)
             if typ is TaskRef:
                 plan |= bit
-            elif typ not in _ATOMIC and _scan(arg, []):
+                found.append(arg.key)
+            elif typ not in _ATOMIC and _scan(arg, found):
                 deep = True
             bit <<= 1
-        if kwargs and not deep:
-            deep = any(type(v) not in _ATOMIC and _scan(v, []) for v in kwargs.values())
-        if deep:
-            found: list[Key] = []
-            for arg in args:
-                _scan(arg, found)
+        if kwargs:
             for value in kwargs.values():
-                _scan(value, found)
+                if type(value) not in _ATOMIC and _scan(value, found):
+                    deep = True
+        if deep:
             self._args = args
             self._deps = _unique(found)
             self._plan = _PLAN_DEEP
         elif plan:
             self._args = tuple([a.key if type(a) is TaskRef else a for a in args])
-            self._deps = None
+            # one reference: read off the arguments when asked; several: stored once
+            self._deps = None if len(found) == 1 else _unique(found)
             self._plan = plan
         else:
             self._args = args
@@ -341,11 +341,8 @@ class Task(GraphNode):
         deps = self._deps
         if deps is not None:
             return deps
-        plan = self._plan
-        args = self._args
-        if plan == 1:
-            return (args[0],)
-        return _unique([a for i, a in enumerate(args) if plan >> i & 1])
+        plan = self._plan  # a single reference, at the position of plan's one bit
+        return (self._args[0 if plan == 1 else plan.bit_length() - 1],)
 
     def __call__(self, values: Mapping[Key, Any], /) -> Any:
         """Run the task; ``values`` maps each dependency to its result."""
@@ -446,6 +443,20 @@ class Task(GraphNode):
         ('c', frozenset({'x'}), 6)
         """
         return _fuse(tasks, key)
+
+
+def _flat_task(
+    key: Key | None,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    plan: int,
+) -> Task:
+    """A task whose references are the plain keys at the positions of ``plan``'s bits."""
+    if plan & (plan - 1) == 0:  # one reference (or none): nothing to store
+        return _rebuild_task(key, func, args, kwargs, None if plan else _EMPTY, plan)
+    keys = [a for i, a in enumerate(args) if plan >> i & 1]
+    return _rebuild_task(key, func, args, kwargs, _unique(keys), plan)
 
 
 def _rebuild_task(
