@@ -25,7 +25,20 @@ __all__ = ["HLGCollection", "HighLevelGraph"]
 
 @runtime_checkable
 class HLGCollection(Protocol):
-    """What ``from_collections`` accepts: a collection that knows its graph and outputs."""
+    """What ``from_collections`` accepts: a collection that knows its graph and outputs.
+
+    >>> import hlg
+    >>> class Box:
+    ...     def __init__(self, graph, name):
+    ...         self.graph, self.name = graph, name
+    ...     def __hlg_graph__(self):
+    ...         return self.graph
+    ...     def __hlg_layers__(self):
+    ...         return [self.name]
+    >>> a = hlg.MaterializedLayer({"a": hlg.DataNode("a", 1)}, name="a")
+    >>> isinstance(Box(hlg.HighLevelGraph({"a": a}), "a"), HLGCollection)
+    True
+    """
 
     def __hlg_graph__(self) -> HighLevelGraph: ...
 

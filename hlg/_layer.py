@@ -177,7 +177,14 @@ def _keyset_token(name: str, keys: Iterable[Key]) -> str:
 
 
 class CulledLayer(Layer):
-    """A view of another layer restricted to some of its keys (the default cull result)."""
+    """A view of another layer restricted to some of its keys (the default cull result).
+
+    >>> from hlg import DataNode
+    >>> parent = MaterializedLayer({k: DataNode(k, 0) for k in "abc"}, name="p")
+    >>> view = CulledLayer(parent, ["b"])
+    >>> list(view), view.name.startswith("p-cull-"), view["b"]
+    (['b'], True, DataNode('b', 0))
+    """
 
     kind = "culled"
 

@@ -42,12 +42,18 @@ def report_refusal(message: str) -> None:
     logger.info("%s", message)
 
 
-#: An optimization pass: takes the graph and the keys that must stay addressable.
 Pass = Callable[[HighLevelGraph, Sequence[Key]], HighLevelGraph]
+"""An optimization pass: ``pass(graph, keys) -> graph``; ``keys`` must stay addressable."""
 
 
 def cull(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph:
-    """Keep only what ``keys`` need (see :meth:`HighLevelGraph.cull`)."""
+    """Keep only what ``keys`` need (see :meth:`HighLevelGraph.cull`).
+
+    >>> from hlg import DataNode, MaterializedLayer
+    >>> layer = MaterializedLayer({"a": DataNode("a", 1), "b": DataNode("b", 2)}, name="m")
+    >>> list(cull(HighLevelGraph({"m": layer}), ["b"]))
+    ['b']
+    """
     return graph.cull(keys)
 
 

@@ -62,7 +62,11 @@ def _blob_id(data: bytes) -> bytes:
 
 @final
 class BlobRef:
-    """A placeholder for blob number ``index`` inside a runspec (a value to unpickle)."""
+    """A placeholder for blob number ``index`` inside a runspec (a value to unpickle).
+
+    >>> BlobRef(3)
+    BlobRef(3)
+    """
 
     __slots__ = ("index",)
     index: int
@@ -92,6 +96,11 @@ _LOADED_MAX = 4096
 @final
 class Blobs:
     """The payload blobs of one packed graph with their content ids.
+
+    >>> import pickle
+    >>> blobs = Blobs([pickle.dumps({"a": 1})])
+    >>> len(blobs), blobs.load(0)
+    (1, {'a': 1})
 
     ``load(i)`` unpickles blob ``i`` — the only unpickling in hlg's packed path — at
     most once per process for the same content.
@@ -272,7 +281,14 @@ class _NodeCall:
 
 
 class PackContext:
-    """Client side: stores blobs by content and keeps one blob per function per pack."""
+    """Client side: stores blobs by content and keeps one blob per function per pack.
+
+    >>> ctx = PackContext()
+    >>> ctx.add(len) == ctx.add(len), ctx.add_bytes(b"x") == ctx.add_bytes(b"x")
+    (True, True)
+    >>> len(ctx.blobs)
+    2
+    """
 
     def __init__(self) -> None:
         self.blobs: list[bytes] = []
@@ -299,7 +315,16 @@ class PackContext:
 
 
 class UnpackContext:
-    """Scheduler side: what a kind needs to rebuild a layer from its state."""
+    """Scheduler side: what a kind needs to rebuild a layer from its state.
+
+    >>> ctx = UnpackContext(2, Limits(), Blobs([b"", b""]))
+    >>> ctx.key(["x", 1], "here"), ctx.blob_index(1, "here")
+    (('x', 1), 1)
+    >>> ctx.blob_index(5, "layer 'y'")
+    Traceback (most recent call last):
+    ...
+    hlg._wire.PackError: layer 'y': blob reference 5 out of range (0..2)
+    """
 
     def __init__(self, nblobs: int, limits: Limits, blobs: Blobs) -> None:
         self.nblobs = nblobs
@@ -326,7 +351,14 @@ class LayerKind(Protocol):
 
     ``pack`` returns msgpack-able state (keys through :func:`hlg._wire.encode_key`, user
     objects through ``ctx.add``); ``unpack`` rebuilds a layer whose items are
-    :class:`PackedTask` objects, from the state alone, never unpickling.
+    :class:`PackedTask` objects, from the state alone, never unpickling. An optional
+    ``verify(layer, graph, where)`` checks the keys the layer reads without building
+    tasks; without it every key's dependencies are checked.
+
+    >>> import hlg
+    >>> kind = hlg.layer_kind("materialized")
+    >>> kind.name, kind.version, kind.handles(hlg.MaterializedLayer({}, name="m"))
+    ('materialized', 1, True)
     """
 
     name: str
@@ -345,8 +377,15 @@ _WARNED: set[type] = set()
 
 
 def register_layer_kind(kind: LayerKind) -> LayerKind:
-    """Register a layer kind under ``kind.name`` (installed packages use the entry point
-    group ``hlg.layers`` instead, so a scheduler finds their kinds without being told)."""
+    """Register a layer kind under ``kind.name`` in this process.
+
+    Installed packages declare kinds in the entry point group ``hlg.layers`` instead, so
+    that a scheduler finds them without being told.
+
+    >>> kind = layer_kind("materialized")
+    >>> register_layer_kind(kind) is kind
+    True
+    """
     _KINDS[kind.name] = kind
     return kind
 
@@ -368,7 +407,11 @@ def _load_entry_points() -> None:
 
 
 def layer_kind(name: str) -> LayerKind | None:
-    """The registered kind called ``name`` (built-ins and entry points), or None."""
+    """The registered kind called ``name`` (built-ins and entry points), or None.
+
+    >>> layer_kind("blockwise").name, layer_kind("no-such-kind")
+    ('blockwise', None)
+    """
     kind = _KINDS.get(name)
     if kind is None:
         _load_entry_points()
@@ -523,6 +566,15 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
     """Rebuild a packed graph on a scheduler, from msgpack state only (no unpickling).
 
     Any malformed input raises :class:`hlg.PackError` naming the problem.
+
+    >>> import hlg
+    >>> packed = hlg.unpack(hlg.pack({"x": hlg.DataNode("x", 1)}))
+    >>> list(packed), packed["x"]
+    (['x'], PackedTask('x', deps=[], runspec='d'))
+    >>> hlg.unpack(b"not a graph")
+    Traceback (most recent call last):
+    ...
+    hlg._wire.PackError: not a packed hlg graph: ...
     """
     try:
         return _unpack(data, limits or Limits())
@@ -633,6 +685,15 @@ def _decode_outputs(
 
 class PackedGraph(Mapping[Key, PackedTask]):
     """A packed graph on the scheduler: a lazy ``Mapping[key, PackedTask]``.
+
+    >>> import hlg
+    >>> from operator import add
+    >>> g = {"a": hlg.DataNode("a", 1), "b": hlg.Task("b", add, hlg.TaskRef("a"), 1)}
+    >>> packed = hlg.unpack(hlg.pack(g))
+    >>> len(packed), packed.dependencies("b"), packed.output_keys
+    (2, frozenset({'a'}), ['a', 'b'])
+    >>> hlg.get(packed, "b")
+    2
 
     Built by :func:`unpack` from msgpack state alone; payloads stay bytes in ``blobs``.
     """

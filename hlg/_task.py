@@ -91,6 +91,9 @@ class TaskRef:
 class GraphNode:
     """Base class of everything that can stand in a graph under a key.
 
+    >>> isinstance(DataNode("x", 1), GraphNode), isinstance(TaskRef("x"), GraphNode)
+    (True, False)
+
     Every node has a ``key``, a ``dependencies`` frozenset, and runs with
     ``node(values)`` where ``values`` maps each dependency to its result.
     """

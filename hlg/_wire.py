@@ -32,7 +32,15 @@ PROTOCOL = 1
 
 
 class PackError(ValueError):
-    """Packed data is malformed, inconsistent, too large, or from an unknown version."""
+    """Packed data is malformed, inconsistent, too large, or from an unknown version.
+
+    >>> import hlg
+    >>> try:
+    ...     hlg.unpack(b"")
+    ... except ValueError as err:
+    ...     print(type(err).__name__, err)
+    PackError not a packed hlg graph: Input data was truncated
+    """
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,12 @@ def _describe(position: int, target: object) -> str:
 class Blockwise(Layer):
     """A blockwise layer: one template, keys ``(output, *block)``.
 
+    >>> from operator import add
+    >>> from hlg import ArgSpec, Placeholder
+    >>> layer = Blockwise("z", "i", ArgSpec(add, Placeholder(0), 1), [("x", "i")], {"x": (3,)})
+    >>> len(layer), layer.dependencies(("z", 2)), layer[("z", 2)]({("x", 2): 41})
+    (3, frozenset({('x', 2)}), 42)
+
     Build it with :func:`blockwise`; this constructor takes the normalized parts:
     ``template`` has ``Placeholder(i)`` for ``indices[i]``, a pair ``(target, index)``
     whose target is an input name (its blocks are references) or a

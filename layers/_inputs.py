@@ -93,6 +93,17 @@ def normalize_numblocks(numblocks: Any, what: str) -> tuple[int, ...]:
 class BlockProvider:
     """A symbolic argument of a blockwise layer: a value for each block, no upstream key.
 
+    >>> class Offsets(BlockProvider):
+    ...     kind = "offsets"
+    ...     def __init__(self, n, step):
+    ...         self.numblocks, self.step = (n,), step
+    ...     def value(self, block):
+    ...         return block[0] * self.step
+    ...     def _state(self):
+    ...         return (self.numblocks, self.step)
+    >>> Offsets(4, 100).value((3,))
+    300
+
     Subclasses set ``kind`` and ``numblocks`` and implement :meth:`value`.
     """
 
