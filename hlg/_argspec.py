@@ -282,7 +282,7 @@ class ArgSpec:
             if ref_holes >> index & 1:
                 plan |= 1 << position
         nholes = self._nholes
-        if plan & (plan - 1):  # several references: each task stores its key tuple
+        if plan.bit_count() > 2:  # three or more references: each task stores its keys
             return lambda key, fills: _flat_task(
                 key, func, _place(base, positions, fills, nholes), kwargs, plan
             )

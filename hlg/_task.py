@@ -71,7 +71,12 @@ class TaskRef:
     key: Key
 
     def __init__(self, key: Key) -> None:
-        if type(key) is not str and not iskey(key):  # one check; str keys need none
+        typ = type(key)  # the common shapes first: "x" and ("x", 3), then the full check
+        if (
+            typ is not str
+            and not (typ is tuple and len(key) == 2 and type(key[0]) is str and type(key[1]) is int)
+            and not iskey(key)
+        ):
             raise TypeError(f"TaskRef needs a key (str or (str, int|float|str, ...)); got {key!r}")
         self.key = key
 
@@ -287,7 +292,13 @@ class Task(GraphNode):
     _plan: int
 
     def __init__(self, key: Key | None, func: Callable[..., Any], /, *args: Any, **kwargs: Any):
-        if type(key) is not str and key is not None and not iskey(key):
+        typ = type(key)
+        if (
+            typ is not str
+            and key is not None
+            and not (typ is tuple and len(key) == 2 and type(key[0]) is str and type(key[1]) is int)
+            and not iskey(key)
+        ):
             _check_key(key, "Task")
         if not callable(func):
             raise TypeError(f"Task {key!r}: func must be callable; got {func!r}")
@@ -316,8 +327,8 @@ class Task(GraphNode):
             self._plan = _PLAN_DEEP
         elif plan:
             self._args = tuple([a.key if type(a) is TaskRef else a for a in args])
-            # one reference: read off the arguments when asked; several: stored once
-            self._deps = None if len(found) == 1 else _unique(found)
+            # up to two references: read off the arguments when asked; more: stored once
+            self._deps = None if len(found) <= 2 else _unique(found)
             self._plan = plan
         else:
             self._args = args
@@ -344,8 +355,17 @@ class Task(GraphNode):
         deps = self._deps
         if deps is not None:
             return deps
-        plan = self._plan  # a single reference, at the position of plan's one bit
-        return (self._args[0 if plan == 1 else plan.bit_length() - 1],)
+        plan = self._plan  # one or two references, at the positions of plan's bits
+        args = self._args
+        if plan == 1:
+            return (args[0],)
+        low = plan & -plan
+        first = args[low.bit_length() - 1]
+        high = plan ^ low
+        if not high:
+            return (first,)
+        second = args[high.bit_length() - 1]
+        return (first,) if first == second else (first, second)
 
     def __call__(self, values: Mapping[Key, Any], /) -> Any:
         """Run the task; ``values`` maps each dependency to its result."""
@@ -456,7 +476,7 @@ def _flat_task(
     plan: int,
 ) -> Task:
     """A task whose references are the plain keys at the positions of ``plan``'s bits."""
-    if plan & (plan - 1) == 0:  # one reference (or none): nothing to store
+    if plan.bit_count() <= 2:  # up to two references: read off the arguments
         return _rebuild_task(key, func, args, kwargs, None if plan else _EMPTY, plan)
     keys = [a for i, a in enumerate(args) if plan >> i & 1]
     return _rebuild_task(key, func, args, kwargs, _unique(keys), plan)
