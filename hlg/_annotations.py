@@ -1,9 +1,9 @@
 """Declarative layer annotations (retries, priority, resources, ...) and ``hlg.annotate``.
 
-Annotations are plain data — ``None``, ``bool``, ``int``, ``float``, ``str`` and lists,
-tuples and string-keyed dicts of those — so that they pack to the wire and compare
-exactly. Callables are refused: an annotation computed per key would force building
-every task to learn it.
+Annotations are plain data — ``None``, ``bool``, ``int``, ``float``, ``str`` and lists
+and string-keyed dicts of those (a tuple is stored as a list) — so that they pack to the
+wire unchanged and compare exactly. Callables are refused: an annotation computed per
+key would force building every task to learn it.
 """
 
 from __future__ import annotations
@@ -94,9 +94,8 @@ def _plain(name: str, value: Any, depth: int = 0) -> Any:
     for typ in (int, float, str):
         if isinstance(value, typ) and not isinstance(value, bool):
             return typ(value)
-    if isinstance(value, (list, tuple)):
-        items = [_plain(name, item, depth + 1) for item in value]
-        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (list, tuple)):  # tuples become lists: the wire has no tuples
+        return [_plain(name, item, depth + 1) for item in value]
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():

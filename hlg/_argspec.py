@@ -75,11 +75,10 @@ def _holes(obj: object, out: list[int]) -> bool:
         for item in obj.values():  # type: ignore[attr-defined]
             found = _holes(item, out) or found
         return found
-    if typ is ArgSpec:
-        found = False
+    if typ is ArgSpec:  # a nested call must run even when it has no holes
         for item in (*obj.args, *obj.kwargs.values()):  # type: ignore[attr-defined]
-            found = _holes(item, out) or found
-        return found
+            _holes(item, out)
+        return True
     if isinstance(obj, tuple):
         found = False
         for item in obj:

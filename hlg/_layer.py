@@ -17,6 +17,7 @@ from hlg._annotations import Annotations, current_annotations, merge_annotations
 from hlg._gc import gc_paused
 from hlg._keys import Key, iskey, key_prefix
 from hlg._task import GraphNode
+from hlg._tokenize import tokenize
 
 __all__ = ["CulledLayer", "Layer", "MaterializedLayer"]
 
@@ -158,6 +159,11 @@ def _closure(layer: Layer, keys: Iterable[Key]) -> tuple[dict[Key, None], set[Ke
     return kept, external
 
 
+def single_layer_graph_name(keys: Iterable[Key]) -> str:
+    """The name of the one layer wrapping a plain dict passed to pack or optimize."""
+    return "graph-" + _keys_token(keys)
+
+
 def _keys_token(keys: Iterable[Key]) -> str:
     """A deterministic token of a sequence of keys (their reprs are deterministic)."""
     hasher = hashlib.blake2b(digest_size=16)
@@ -233,6 +239,10 @@ class CulledLayer(Layer):
 class MaterializedLayer(Layer):
     """A layer holding an explicit dict of nodes.
 
+    Without ``name``, the layer is named from a token of its contents (keys and tasks),
+    so two different layers never share a name; pass a name for very large dicts to
+    skip that O(tasks) tokenizing.
+
     >>> from operator import add
     >>> from hlg import DataNode, Task, TaskRef
     >>> layer = MaterializedLayer(
@@ -262,7 +272,7 @@ class MaterializedLayer(Layer):
                 raise ValueError(f"MaterializedLayer key {key!r} holds a node keyed {node.key!r}")
             prefixes.add(key_prefix(key))
         if name is None:
-            name = "materialized-" + _keys_token(tasks)
+            name = "materialized-" + tokenize(tasks)  # the content: keys and tasks
         super().__init__(name, annotations)
         self.tasks = tasks
         self.__dict__["_prefixes"] = frozenset(prefixes)

@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 from hlg._get import _flatten
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key
-from hlg._layer import Layer, MaterializedLayer, _keyset_token
+from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name, _keyset_token
 from hlg._task import GraphNode, Task
 
 __all__ = ["Pass", "cull", "fuse_linear", "optimize", "report_refusal"]
@@ -203,7 +203,7 @@ def optimize(
     (['b'], 2)
     """
     if not isinstance(graph, HighLevelGraph):
-        layer = MaterializedLayer(graph)
+        layer = MaterializedLayer(graph, single_layer_graph_name(graph))
         graph = HighLevelGraph({layer.name: layer})
     if keys is None:
         wanted = graph.output_keys()

@@ -23,7 +23,7 @@ from hlg._annotations import Annotations
 from hlg._get import _flatten
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key
-from hlg._layer import Layer, MaterializedLayer
+from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name
 from hlg._task import Alias, DataNode, GraphNode, Task, TaskRef
 from hlg._wire import (
     Envelope,
@@ -87,36 +87,52 @@ class BlobRef:
         return (BlobRef, (self.index,))
 
 
-# Worker side: unpickled blobs by content id, shared by every graph in this process.
+# Worker side: unpickled *code* (functions, templates) by content id, shared by every
+# graph in this process. Data blobs are cached per graph (per Blobs object) instead: a
+# task that mutates its input must not change what another computation reads.
 _LOADED: dict[bytes, Any] = {}
 _LOADED_LOCK = threading.Lock()
 _LOADED_MAX = 4096
+_FILLERS: dict[tuple[bytes, int], Any] = {}
 
 
 @final
 class Blobs:
     """The payload blobs of one packed graph with their content ids.
 
+    ``load(i)`` unpickles blob ``i`` — the only unpickling in hlg's packed path — once
+    per graph; ``load_code(i)`` (functions, templates) once per process for the same
+    content.
+
     >>> import pickle
     >>> blobs = Blobs([pickle.dumps({"a": 1})])
     >>> len(blobs), blobs.load(0)
     (1, {'a': 1})
-
-    ``load(i)`` unpickles blob ``i`` — the only unpickling in hlg's packed path — at
-    most once per process for the same content.
+    >>> blobs.load(0) is blobs.load(0)
+    True
     """
 
-    __slots__ = ("data", "ids")
+    __slots__ = ("_cache", "data", "ids")
 
     def __init__(self, data: Sequence[bytes], ids: Sequence[bytes] | None = None) -> None:
         self.data = list(data)
         self.ids = [_blob_id(d) for d in self.data] if ids is None else list(ids)
+        self._cache: dict[int, Any] = {}
 
     def __len__(self) -> int:
         return len(self.data)
 
     def load(self, index: int) -> Any:
-        """Unpickle blob ``index`` (cached by content id)."""
+        """Unpickle data blob ``index`` (cached for this graph)."""
+        try:
+            return self._cache[index]
+        except KeyError:
+            pass
+        value = self._cache[index] = cloudpickle.loads(self.data[index])
+        return value
+
+    def load_code(self, index: int) -> Any:
+        """Unpickle a function or template blob (cached for the process by content id)."""
         blob_id = self.ids[index]
         try:
             return _LOADED[blob_id]
@@ -128,6 +144,18 @@ class Blobs:
                 _LOADED.pop(next(iter(_LOADED)))
             _LOADED[blob_id] = value
         return value
+
+    def filler(self, index: int, refmask: int) -> Any:
+        """The template of blob ``index``'s ``keys_filler(refmask)``, built once."""
+        cache_key = (self.ids[index], refmask)
+        found = _FILLERS.get(cache_key)
+        if found is None:
+            found = self.load_code(index).keys_filler(refmask)
+            with _LOADED_LOCK:
+                if len(_FILLERS) >= _LOADED_MAX:
+                    _FILLERS.pop(next(iter(_FILLERS)))
+                _FILLERS[cache_key] = found
+        return found
 
     def nbytes(self) -> int:
         """Total size of the blobs."""
@@ -196,31 +224,32 @@ class PackedTask(GraphNode):
             f"PackedTask {self.key!r} cannot run as it is: call .unpack() on a worker first"
         )
 
-    def unpack(self, blobs: Blobs | None = None) -> Task:
-        """Build the runnable task, unpickling its blobs (worker side only)."""
+    def unpack(self, blobs: Blobs | None = None) -> GraphNode:
+        """Build the runnable node, unpickling its blobs (worker side only)."""
         source = blobs if blobs is not None else self.blobs
         if source is None:
             raise ValueError(f"PackedTask {self.key!r}: no blobs to unpack from")
         kind = self.runspec[0]
         if kind == "bw":  # blockwise, references given as keys in ``refmask`` holes
             _, template, fills, refmask = self.runspec
-            task: Task = source.load(template).fill_keys(
-                self.key, [_load_values(f, source) for f in fills], refmask
+            node: GraphNode = source.filler(template, refmask)(
+                self.key, [_load_values(f, source) for f in fills]
             )
-            return task
+            return node
         if kind == "bwg":  # blockwise, fills hold TaskRefs and nested lists
             _, template, fills = self.runspec
-            task = source.load(template).fill(self.key, [_load_values(f, source) for f in fills])
-            assert isinstance(task, Task)
-            return task
+            node = source.load_code(template).fill(
+                self.key, [_load_values(f, source) for f in fills]
+            )
+            return node
         if kind == "t":
             _, func, args = self.runspec
             positional, keywords = source.load(args)
-            return Task(self.key, source.load(func), *positional, **keywords)
-        if kind == "d":
-            return Task(self.key, _identity, source.load(self.runspec[1]))
+            return Task(self.key, source.load_code(func), *positional, **keywords)
+        if kind == "d":  # a literal stays a literal: never searched for references
+            return DataNode(self.key, source.load(self.runspec[1]))
         if kind == "a":
-            return Task(self.key, _identity, TaskRef(self.runspec[1]))
+            return Alias(self.key, self.runspec[1])
         if kind == "n":
             node = source.load(self.runspec[1])
             if isinstance(node, Task):
@@ -440,7 +469,7 @@ class MaterializedKind:
         for raw_key, raw_deps, kind, a, b in rows:
             key = ctx.key(raw_key, where)
             deps = ctx.keys(raw_deps, f"{where}, key {key!r}")
-            if kind in ("t",):
+            if kind == "t":
                 runspec: tuple[Any, ...] = ("t", ctx.blob_index(a, where), ctx.blob_index(b, where))
             elif kind in ("d", "n"):
                 runspec = (kind, ctx.blob_index(a, where))
@@ -502,7 +531,7 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
     (['x', 'y'], ['y'], frozenset({'x'}))
     """
     if not isinstance(graph, HighLevelGraph):
-        single = MaterializedLayer(graph)
+        single = MaterializedLayer(graph, single_layer_graph_name(graph))
         graph = HighLevelGraph({single.name: single}, {single.name: ()})
     if keys is not None:
         wanted: list[Key] = []
@@ -760,7 +789,7 @@ class PackedGraph(Mapping[Key, PackedTask]):
         """The layer table (see :meth:`HighLevelGraph.describe`)."""
         return self.graph.describe()
 
-    def unpacked(self) -> Mapping[Key, Task]:
+    def unpacked(self) -> Mapping[Key, GraphNode]:
         """A worker's view: ``view[key]`` unpacks the task (unpickling its blobs)."""
         return _UnpackedView(self)
 
@@ -771,11 +800,11 @@ class PackedGraph(Mapping[Key, PackedTask]):
         )
 
 
-class _UnpackedView(Mapping[Key, Task]):
+class _UnpackedView(Mapping[Key, GraphNode]):
     def __init__(self, packed: PackedGraph) -> None:
         self.packed = packed
 
-    def __getitem__(self, key: Key) -> Task:
+    def __getitem__(self, key: Key) -> GraphNode:
         return self.packed[key].unpack(self.packed.blobs)
 
     def __iter__(self) -> Iterator[Key]:

@@ -390,7 +390,7 @@ def test_fusion_across_different_annotations_is_refused_and_explained() -> None:
     [
         ({"retries": 1}, {"retries": True}),
         ({"priority": 1}, {"priority": 1.0}),
-        ({"workers": ["w"]}, {"workers": ("w",)}),
+        ({"workers": ["w"]}, {"workers": ["v"]}),
         ({"resources": {"GPU": 1}}, {"resources": {"GPU": 2}}),
         ({}, {"retries": 0}),
     ],
