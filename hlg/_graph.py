@@ -290,12 +290,17 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
             renamed[name] = layer.name
             culled[name] = layer
             reads[name] = set()
-            for dep in external:
+            for dep in sorted(external, key=repr):  # never hash order: names must not vary
                 owner = self._find_layer(dep)
                 if owner is None:
                     raise MissingKeyError(dep, f"layer {name!r}")
                 wanted.setdefault(owner.name, []).append(dep)
                 reads[name].add(owner.name)
+        if wanted:
+            raise ValueError(
+                f"layers {sorted(wanted)} hold keys that other layers read without declaring "
+                "them as dependencies; fix the graph's dependencies (see validate())"
+            )
         order = [n for n in self.topological_layers() if n in culled]
         return HighLevelGraph(
             {renamed[n]: culled[n] for n in order},

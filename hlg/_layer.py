@@ -43,6 +43,12 @@ class Layer(Mapping[Key, GraphNode]):
     ...         if key not in self:
     ...             raise KeyError(key)
     ...         return Task(key, pow, key[1], 2)
+    ...     # optional, but O(1) instead of the defaults' walk over the keys:
+    ...     def __contains__(self, key):
+    ...         return type(key) is tuple and len(key) == 2 and key[0] == self.name and (
+    ...             type(key[1]) is int and 0 <= key[1] < self.n)
+    ...     def __len__(self):
+    ...         return self.n
     >>> layer = Squares(4)
     >>> len(layer), ("squares", 3) in layer, layer[("squares", 3)]({})
     (4, True, 9)

@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 from hlg._get import _flatten
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key
-from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name, _keyset_token
+from hlg._layer import Layer, MaterializedLayer, _keyset_token, single_layer_graph_name
 from hlg._task import GraphNode, Task
 
 __all__ = ["Pass", "cull", "fuse_linear", "optimize", "report_refusal"]
@@ -82,7 +82,7 @@ def fuse_linear(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph:
     owner: dict[Key, str] = {}
     for name, mat in mats.items():
         for key in mat.tasks:
-            owner[key] = name
+            owner.setdefault(key, name)  # as the graph's lookup: the first layer wins
     readers: dict[Key, int] = {}
     child: dict[Key, Key] = {}
     for mat in mats.values():

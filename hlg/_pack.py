@@ -22,7 +22,7 @@ import cloudpickle
 from hlg._annotations import Annotations
 from hlg._get import _flatten
 from hlg._graph import HighLevelGraph
-from hlg._keys import Key
+from hlg._keys import Key, iskey
 from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name
 from hlg._task import Alias, DataNode, GraphNode, Task, TaskRef
 from hlg._wire import (
@@ -238,10 +238,9 @@ class PackedTask(GraphNode):
             return node
         if kind == "bwg":  # blockwise, fills hold TaskRefs and nested lists
             _, template, fills = self.runspec
-            node = source.load_code(template).fill(
-                self.key, [_load_values(f, source) for f in fills]
-            )
-            return node
+            spec = source.load_code(template)
+            filled: GraphNode = spec.fill(self.key, [_load_values(f, source) for f in fills])
+            return filled
         if kind == "t":
             _, func, args = self.runspec
             positional, keywords = source.load(args)
@@ -776,7 +775,7 @@ class PackedGraph(Mapping[Key, PackedTask]):
 
     def cull(self, keys: Iterable[Key]) -> PackedGraph:
         """Keep what ``keys`` need; they become the outputs."""
-        wanted = list(keys)
+        wanted: list[Key] = [keys] if iskey(keys) else list(keys)  # type: ignore[list-item]
         culled = self.graph.cull(wanted)
         return PackedGraph(culled, self.blobs, [("key", k) for k in wanted], self.meta)
 

@@ -8,6 +8,7 @@ exactly the positions that hold references.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, final
 
@@ -163,7 +164,20 @@ def _scan(obj: object, acc: list[Key]) -> bool:
             if _scan(item, acc):
                 found = True
         return found
+    if isinstance(obj, (dict, list, set, frozenset, deque)):
+        _refuse_hidden_refs(obj)
     return False
+
+
+def _refuse_hidden_refs(obj: Any) -> None:
+    """A reference inside a container hlg does not rebuild (``OrderedDict``, a list
+    subclass, ``deque``, ...) would reach the function unresolved: refuse it."""
+    items = obj.values() if isinstance(obj, dict) else obj
+    if any(_scan(item, []) for item in items):
+        raise TypeError(
+            f"a TaskRef or task inside a {type(obj).__name__} would reach the function "
+            "unresolved; use a builtin list, tuple, dict, set or frozenset instead"
+        )
 
 
 def _resolve(obj: Any, values: Mapping[Key, Any]) -> Any:

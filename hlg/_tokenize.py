@@ -111,10 +111,7 @@ def _normalize_compound(obj: Any, typ: type, stack: list[int]) -> object:
             (f.name, _normalize(getattr(obj, f.name), stack)) for f in dataclasses.fields(obj)
         ]
         return ("dataclass", _qualified(typ), *fields)
-    if isinstance(obj, (list, tuple, dict, set, frozenset)):  # subclasses: type + content
-        base = next(b for b in (list, tuple, dict, set, frozenset) if isinstance(obj, b))
-        return ("subclass", _qualified(typ), _normalize(base(obj), stack))
-    return _normalize_by_reduce(obj, typ, stack)
+    return _normalize_by_reduce(obj, typ, stack)  # subclasses of builtins too: their state
 
 
 def _qualified(obj: Any) -> str:
@@ -147,8 +144,11 @@ def _normalize_function(func: Any, stack: list[int]) -> object:
         return ("function", _qualified(func))
     code = getattr(func, "__code__", None)
     if code is None:  # a builtin that is not importable by name
-        return ("builtin", _qualified(func), repr(func))
-    closure = tuple(c.cell_contents for c in func.__closure__ or ())
+        owner = getattr(func, "__self__", None)
+        if owner is not None and not isinstance(owner, types.ModuleType):
+            return ("method", _normalize(owner, stack), func.__name__)  # e.g. "abc".upper
+        return ("builtin", _qualified(func), getattr(func, "__name__", type(func).__name__))
+    closure = tuple(_cell(c) for c in func.__closure__ or ())
     return (
         "code",
         func.__qualname__,
@@ -157,6 +157,13 @@ def _normalize_function(func: Any, stack: list[int]) -> object:
         _normalize(func.__kwdefaults__, stack),
         _normalize(closure, stack),
     )
+
+
+def _cell(cell: Any) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return ("empty-cell",)
 
 
 def _normalize_code(code: types.CodeType, stack: list[int]) -> object:
@@ -194,6 +201,11 @@ def _normalize_by_reduce(obj: Any, typ: type, stack: list[int]) -> object:
     if isinstance(reduced, str):  # a global singleton named by the reducer
         return ("global", _qualified(typ), reduced)
     parts = [_normalize(part, stack) for part in reduced[1:3]]
+    if len(reduced) > 3 and reduced[3] is not None:  # list items (deque, list subclasses)
+        parts.append(("items", _normalize(list(reduced[3]), stack)))
+    if len(reduced) > 4 and reduced[4] is not None:  # dict items (defaultdict, ...)
+        pairs = [(_normalize(k, stack), _normalize(v, stack)) for k, v in reduced[4]]
+        parts.append(("dict-items", *_sorted_items(pairs)))  # type: ignore[arg-type]
     return ("object", _qualified(typ), _normalize_callable(reduced[0], stack), *parts)
 
 

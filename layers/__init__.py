@@ -12,6 +12,7 @@ from layers._inputs import BlockValues as BlockValues
 from layers._inputs import ChunkShape as ChunkShape
 from layers._inputs import InputLayer as InputLayer
 from layers._inputs import normalize_chunks as normalize_chunks
+from layers._inputs import normalize_numblocks as normalize_numblocks
 from layers._kinds import BLOCKWISE as _BLOCKWISE
 from layers._kinds import INPUT as _INPUT
 
@@ -32,4 +33,5 @@ __all__ = [
     "concatenate_axes",
     "fuse_blockwise",
     "normalize_chunks",
+    "normalize_numblocks",
 ]

@@ -167,6 +167,15 @@ class Blockwise(Layer):
         self.dims = self._dims()
         self.shape = tuple(self.dims[i] for i in self.output_indices)
         self.output_blocks = None if output_blocks is None else frozenset(output_blocks)
+        for block in self.output_blocks or ():
+            if (
+                type(block) is not tuple
+                or len(block) != len(self.shape)
+                or not all(
+                    type(c) is int and 0 <= c < n for c, n in zip(block, self.shape, strict=True)
+                )
+            ):
+                raise ValueError(f"output block {block!r} is not a block of shape {self.shape}")
         self._maps = tuple(self._axis_maps(i) for i in range(len(self.indices)))
         self._constant_deps = template.constant_dependencies()
         self._simple = self._simple_plan()
@@ -361,19 +370,10 @@ class Blockwise(Layer):
 
     def replace(self, **changes: Any) -> Blockwise:
         """A copy with some constructor arguments changed (annotations kept exactly)."""
-        parts: dict[str, Any] = {
-            "output": self.output,
-            "output_indices": self.output_indices,
-            "template": self.template,
-            "indices": self.indices,
-            "numblocks": self.numblocks,
-            "new_axes": self.new_axes,
-            "concatenate": self.concatenate,
-            "output_blocks": self.output_blocks,
-            "name": self.name,
-            "kind": self.kind,
-        }
+        parts = self._parts()
         parts.update(changes)
+        if "indices" in changes and "argument_numbers" not in changes:
+            parts["argument_numbers"] = None  # other arguments: number them afresh
         new = Blockwise(**parts)
         new.annotations = self.annotations
         return new
@@ -400,6 +400,7 @@ class Blockwise(Layer):
             "output_blocks": self.output_blocks,
             "name": self.name,
             "kind": self.kind,
+            "argument_numbers": self._numbers,
         }
 
 
@@ -504,7 +505,7 @@ def blockwise(
             )
         indices.append((arg, ind))
         numbers.append(position)
-    axes = {k: (len(v) if isinstance(v, tuple) else 1) for k, v in (new_axes or {}).items()}
+    axes = {k: (len(v) if isinstance(v, (tuple, list)) else 1) for k, v in (new_axes or {}).items()}
     names = {a for a, _ in indices if isinstance(a, str)}
     given = dict(numblocks or {})
     unknown = set(given) - names

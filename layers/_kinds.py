@@ -10,7 +10,6 @@ This module imports no numpy and unpickles nothing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -136,16 +135,24 @@ class BlockwiseKind:
         state: BlockwiseState = decode_state(record.state, BlockwiseState, record.name)
         if state.nholes != len(state.args):
             raise PackError(f"{where}: {state.nholes} holes for {len(state.args)} arguments")
-        for letter, n in (*state.new_axes.items(),):
-            if n > ctx.limits.max_tasks:
+        limit = ctx.limits.max_tasks
+        ndim = ctx.limits.max_key_length
+        for letter, n in state.new_axes.items():
+            if not 1 <= n <= limit:
                 raise PackError(f"{where}: new axis {letter!r} declares {n} blocks")
+        if len(state.output_indices) > ndim or any(len(ind) > ndim for _, _, ind in state.args):
+            raise PackError(f"{where}: more than {ndim} dimensions")
         indices = [
             (_unpack_target(kind, payload, ctx, where), tuple(ind))
             for kind, payload, ind in state.args
         ]
+        names = {t for t, _ in indices if isinstance(t, str)}
         for name, counts in state.numblocks.items():
-            if math.prod(counts) > ctx.limits.max_tasks:
-                raise PackError(f"{where}: input {name!r} declares {math.prod(counts)} blocks")
+            if name not in names:
+                raise PackError(
+                    f"{where}: declares numblocks for {name!r}, which is not an argument"
+                )
+            _bounded_prod(counts, limit, ndim, f"{where}: numblocks of input {name!r}")
         template = BlobTemplate(
             ctx.blob_index(state.template, where),
             state.nholes,
@@ -163,8 +170,7 @@ class BlockwiseKind:
             name=record.name,
             kind=self.name,
         )
-        if math.prod(layer.shape) > ctx.limits.max_tasks:
-            raise PackError(f"{where}: {math.prod(layer.shape)} blocks exceed the task limit")
+        _bounded_prod(layer.shape, limit, ndim, where)
         for slot in range(len(layer.indices)):
             if layer.fan_in(slot) > ctx.limits.max_tasks:
                 raise PackError(
@@ -241,16 +247,34 @@ def _unpack_target(kind: str, payload: Any, ctx: UnpackContext, where: str) -> A
             raise PackError(f"{where}: block-values must list blob references")
         return BlockValues([BlobRef(ctx.blob_index(i, where)) for i in payload])
     if kind == "block-index":
-        if type(payload) is not list or math.prod(_ints(payload, where)) > ctx.limits.max_tasks:
-            raise PackError(f"{where}: block-index numblocks {payload!r} out of bounds")
+        if type(payload) is not list:
+            raise PackError(f"{where}: block-index numblocks must be a list of ints")
+        _bounded_prod(_ints(payload, where), ctx.limits.max_tasks, ctx.limits.max_key_length, where)
         return BlockIndex(payload)
     if kind in ("chunk-shape", "array-slice"):
         if type(payload) is not list or not all(type(c) is list for c in payload):
             raise PackError(f"{where}: {kind} chunks must be a list of lists of ints")
+        if len(payload) > ctx.limits.max_key_length:
+            raise PackError(f"{where}: {kind} has more than {ctx.limits.max_key_length} dimensions")
         for c in payload:
             _ints(c, where)
         return ChunkShape(payload) if kind == "chunk-shape" else ArraySlice(payload)
     raise PackError(f"{where}: unknown argument kind {kind!r}")
+
+
+def _bounded_prod(counts: Sequence[Any], limit: int, ndim: int, where: str) -> int:
+    """The product of block counts, refused as soon as it passes ``limit`` (never a huge
+    multiplication of hostile numbers)."""
+    if len(counts) > ndim:
+        raise PackError(f"{where}: more than {ndim} dimensions")
+    total = 1
+    for n in counts:
+        if type(n) is not int or not 1 <= n <= limit:
+            raise PackError(f"{where}: block count {n!r} out of bounds (1..{limit})")
+        total *= n
+        if total > limit:
+            raise PackError(f"{where}: declares more than {limit} blocks, beyond the task limit")
+    return total
 
 
 def _ints(values: list[Any], where: str) -> list[int]:
