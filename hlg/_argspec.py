@@ -19,6 +19,7 @@ from hlg._task import (
     TaskRef,
     _flat_task,
     _funcname,
+    _rebuild,
     _rebuild_task,
     _same,
     _scan,
@@ -89,25 +90,15 @@ def _holes(obj: object, out: list[int]) -> bool:
 
 def _put(obj: Any, fills: Sequence[Any]) -> Any:
     """Rebuild ``obj`` with every placeholder replaced by its fill; calls become Tasks."""
-    typ = type(obj)
-    if typ in _ATOMIC:
-        return obj
-    if typ is Placeholder:
-        return fills[obj.index]
-    if typ is list:
-        return [_put(item, fills) for item in obj]
-    if typ is tuple:
-        return tuple([_put(item, fills) for item in obj])
-    if typ is dict:
-        return {k: _put(v, fills) for k, v in obj.items()}
-    if typ is set or typ is frozenset:
-        return typ(_put(item, fills) for item in obj)
-    if typ is ArgSpec:
-        return obj.fill(None, fills)
-    if isinstance(obj, tuple):
-        items = [_put(item, fills) for item in obj]
-        return typ(*items) if hasattr(obj, "_fields") else typ(items)
-    return obj
+
+    def fill(leaf: Any) -> Any:
+        if type(leaf) is Placeholder:
+            return fills[leaf.index]
+        if type(leaf) is ArgSpec:
+            return leaf.fill(None, fills)
+        return leaf
+
+    return _rebuild(obj, fill)
 
 
 def _template_refs(obj: Any, out: list[Key]) -> None:
@@ -130,29 +121,19 @@ def _template_refs(obj: Any, out: list[Key]) -> None:
 
 def _renumber(obj: Any, mapping: Mapping[int, Any]) -> Any:
     """Replace placeholders through ``mapping`` (index -> Placeholder or template)."""
-    typ = type(obj)
-    if typ in _ATOMIC:
-        return obj
-    if typ is Placeholder:
-        return mapping.get(obj.index, obj)
-    if typ is list:
-        return [_renumber(item, mapping) for item in obj]
-    if typ is tuple:
-        return tuple([_renumber(item, mapping) for item in obj])
-    if typ is dict:
-        return {k: _renumber(v, mapping) for k, v in obj.items()}
-    if typ is set or typ is frozenset:
-        return typ(_renumber(item, mapping) for item in obj)
-    if typ is ArgSpec:
-        return ArgSpec(
-            obj.func,
-            *[_renumber(a, mapping) for a in obj.args],
-            **{k: _renumber(v, mapping) for k, v in obj.kwargs.items()},
-        )
-    if isinstance(obj, tuple):
-        items = [_renumber(item, mapping) for item in obj]
-        return typ(*items) if hasattr(obj, "_fields") else typ(items)
-    return obj
+
+    def renumber(leaf: Any) -> Any:
+        if type(leaf) is Placeholder:
+            return mapping.get(leaf.index, leaf)
+        if type(leaf) is ArgSpec:
+            return ArgSpec(
+                leaf.func,
+                *[_renumber(a, mapping) for a in leaf.args],
+                **{k: _renumber(v, mapping) for k, v in leaf.kwargs.items()},
+            )
+        return leaf
+
+    return _rebuild(obj, renumber)
 
 
 _FLAT: Final = 0  # every hole is a bare top-level positional argument, nothing else

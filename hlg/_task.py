@@ -205,28 +205,39 @@ def _resolve(obj: Any, values: Mapping[Key, Any]) -> Any:
     return obj
 
 
-def _substitute(obj: Any, subs: Mapping[Key, Key]) -> Any:
-    """Return ``obj`` with references renamed through ``subs``; containers keep their type."""
+def _rebuild(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """Rebuild the builtin containers (and tuple subclasses) in ``obj``, passing every
+    other object through ``leaf``; containers keep their type. The one walker behind
+    reference renaming and template filling (the hot ``_resolve`` stays specialised)."""
     typ = type(obj)
     if typ in _ATOMIC:
         return obj
-    if typ is TaskRef:
-        new = subs.get(obj.key, obj.key)
-        return obj if new == obj.key else TaskRef(new)
     if typ is list:
-        return [_substitute(item, subs) for item in obj]
+        return [_rebuild(item, leaf) for item in obj]
     if typ is tuple:
-        return tuple([_substitute(item, subs) for item in obj])
+        return tuple([_rebuild(item, leaf) for item in obj])
     if typ is dict:
-        return {k: _substitute(v, subs) for k, v in obj.items()}
+        return {k: _rebuild(v, leaf) for k, v in obj.items()}
     if typ is set or typ is frozenset:
-        return typ(_substitute(item, subs) for item in obj)
-    if isinstance(obj, GraphNode):
-        return obj.substitute(subs)
+        return typ(_rebuild(item, leaf) for item in obj)
     if isinstance(obj, tuple):
-        items = [_substitute(item, subs) for item in obj]
+        items = [_rebuild(item, leaf) for item in obj]
         return typ(*items) if hasattr(obj, "_fields") else typ(items)
-    return obj
+    return leaf(obj)
+
+
+def _substitute(obj: Any, subs: Mapping[Key, Key]) -> Any:
+    """Return ``obj`` with references renamed through ``subs``; containers keep their type."""
+
+    def rename(leaf: Any) -> Any:
+        if type(leaf) is TaskRef:
+            new = subs.get(leaf.key, leaf.key)
+            return leaf if new == leaf.key else TaskRef(new)
+        if isinstance(leaf, GraphNode):
+            return leaf.substitute(subs)
+        return leaf
+
+    return _rebuild(obj, rename)
 
 
 def _same(a: Any, b: Any) -> bool:
