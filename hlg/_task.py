@@ -540,7 +540,10 @@ class DataNode(GraphNode):
     value: Any
 
     def __init__(self, key: Key | None, value: Any) -> None:
-        if type(key) is not str:
+        typ = type(key)
+        if typ is not str and not (
+            typ is tuple and len(key) == 2 and type(key[0]) is str and type(key[1]) is int
+        ):
             _check_key(key, "DataNode")
         self.key = key
         self.value = value
