@@ -331,17 +331,21 @@ class Task(GraphNode):
         self.func = func
         self.kwargs = kwargs or None
         found: list[Key] = []  # every referenced key, in argument order: one walk
+        stored: list[Any] | None = None  # the arguments with references as plain keys
         plan = 0
         deep = False
-        bit = 1
+        position = 0
         for arg in args:
             typ = type(arg)
             if typ is TaskRef:
-                plan |= bit
+                if stored is None:
+                    stored = list(args)
+                stored[position] = arg.key
+                plan |= 1 << position
                 found.append(arg.key)
             elif typ not in _ATOMIC and _scan(arg, found):
                 deep = True
-            bit <<= 1
+            position += 1
         if kwargs:
             for value in kwargs.values():
                 if type(value) not in _ATOMIC and _scan(value, found):
@@ -350,8 +354,8 @@ class Task(GraphNode):
             self._args = args
             self._deps = _unique(found)
             self._plan = _PLAN_DEEP
-        elif plan:
-            self._args = tuple([a.key if type(a) is TaskRef else a for a in args])
+        elif stored is not None:
+            self._args = tuple(stored)
             # up to two references: read off the arguments when asked; more: stored once
             self._deps = None if len(found) <= 2 else _unique(found)
             self._plan = plan
