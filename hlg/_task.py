@@ -334,8 +334,7 @@ class Task(GraphNode):
         stored: list[Any] | None = None  # the arguments with references as plain keys
         plan = 0
         deep = False
-        position = 0
-        for arg in args:
+        for position, arg in enumerate(args):
             typ = type(arg)
             if typ is TaskRef:
                 if stored is None:
@@ -345,7 +344,6 @@ class Task(GraphNode):
                 found.append(arg.key)
             elif typ not in _ATOMIC and _scan(arg, found):
                 deep = True
-            position += 1
         if kwargs:
             for value in kwargs.values():
                 if type(value) not in _ATOMIC and _scan(value, found):
@@ -544,9 +542,8 @@ class DataNode(GraphNode):
     value: Any
 
     def __init__(self, key: Key | None, value: Any) -> None:
-        typ = type(key)
-        if typ is not str and not (
-            typ is tuple and len(key) == 2 and type(key[0]) is str and type(key[1]) is int
+        if type(key) is not str and not (
+            isinstance(key, tuple) and len(key) == 2 and type(key[0]) is str and type(key[1]) is int
         ):
             _check_key(key, "DataNode")
         self.key = key
