@@ -321,11 +321,16 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
             if unknown:
                 raise ValueError(f"layer {name!r} depends on {unknown}, which are not layers")
         self.topological_layers()
+        internal: list[Layer] = []  # layers whose keys read each other: check for cycles
         for name, layer in self.layers.items():
             allowed = self.dependencies[name]
+            reads_itself = False
             for key in layer:
                 for dep in layer.dependency_tuple(key):
-                    if dep in layer or any(dep in self.layers[d] for d in allowed):
+                    if dep in layer:
+                        reads_itself = True
+                        continue
+                    if any(dep in self.layers[d] for d in allowed):
                         continue
                     owner = self._find_layer(dep)
                     if owner is None:
@@ -335,7 +340,9 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
                             f"key {key!r} of layer {name!r} reads {dep!r} of layer "
                             f"{owner.name!r}, but {name!r} does not depend on {owner.name!r}"
                         )
-        for layer in self.layers.values():
+            if reads_itself:
+                internal.append(layer)
+        for layer in internal:
             _check_internal_cycles(layer)
 
     def to_dict(self) -> dict[Key, GraphNode]:

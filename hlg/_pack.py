@@ -545,10 +545,11 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
         layer = graph.layers[name]
         kind = _kind_for(layer)
         if kind is None:
-            if type(layer) not in _WARNED:
-                _WARNED.add(type(layer))
+            origin = type(getattr(layer, "parent", layer))  # a culled view: name its parent
+            if origin not in _WARNED:
+                _WARNED.add(origin)
                 warnings.warn(
-                    f"hlg.pack: layer type {type(layer).__name__} (kind {layer.kind!r}) is not a "
+                    f"hlg.pack: layer type {origin.__name__} (kind {layer.kind!r}) is not a "
                     "registered layer kind; its tasks are materialized and packed one by one",
                     stacklevel=2,
                 )

@@ -316,7 +316,9 @@ class Blockwise(Layer):
         if type(key) is not tuple or len(key) != len(self.shape) + 1 or key[0] != self.output:
             return False
         for c, n in zip(key[1:], self.shape, strict=True):
-            if type(c) is not int or not 0 <= c < n:
+            if type(c) is not int and not (type(c) is float and c.is_integer()):
+                return False  # keys compare by value: ("x", 1.0) is ("x", 1)
+            if not 0 <= c < n:
                 return False
         return self.output_blocks is None or key[1:] in self.output_blocks
 
@@ -329,7 +331,8 @@ class Blockwise(Layer):
     def __getitem__(self, key: Key) -> GraphNode:
         if key not in self:
             raise KeyError(key)
-        return self._build(key, key[1:])  # type: ignore[arg-type]
+        block = tuple([int(c) for c in key[1:]])
+        return self._build(key, block)
 
     def _fill(self, position: int, block: tuple[int, ...]) -> Any:
         target, _ = self.indices[position]

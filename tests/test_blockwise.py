@@ -465,13 +465,16 @@ def test_len_contains_and_iteration_order() -> None:
     assert len(layer) == 24
     assert list(layer) == [("z", *c) for c in itertools.product(range(2), range(3), range(4))]
     assert ("z", 1, 2, 3) in layer
+    # keys compare by value (DESIGN §2): ("z", 1.0, 0, 0) is ("z", 1, 0, 0), as in a dict
+    assert ("z", 1.0, 0, 0) in layer
+    assert layer[("z", 1.0, 0, 0)].dependencies == layer[("z", 1, 0, 0)].dependencies
     for bad in [
         ("z", 1, 2),  # too short
         ("z", 1, 2, 3, 0),  # too long
         ("z", 2, 0, 0),  # out of range
         ("z", -1, 0, 0),  # negative
         ("z", True, 0, 0),  # bools are not block numbers
-        ("z", 1.0, 0, 0),  # nor are floats
+        ("z", 1.5, 0, 0),  # nor are fractional floats
         ("z", "1", 0, 0),
         ("y", 0, 0, 0),  # another prefix
         "z",
