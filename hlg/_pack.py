@@ -545,25 +545,35 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
         layer = graph.layers[name]
         kind = _kind_for(layer)
         if kind is None:
-            origin = type(getattr(layer, "parent", layer))  # a culled view: name its parent
+            source: Layer = getattr(layer, "parent", layer)  # a culled view: its parent's type
+            origin = type(source)
             if origin not in _WARNED:
                 _WARNED.add(origin)
                 warnings.warn(
-                    f"hlg.pack: layer type {origin.__name__} (kind {layer.kind!r}) is not a "
+                    f"hlg.pack: layer type {origin.__name__} (kind {source.kind!r}) is not a "
                     "registered layer kind; its tasks are materialized and packed one by one",
                     stacklevel=2,
                 )
             layer = MaterializedLayer(layer.materialize(), name)
             kind = layer_kind("materialized")
             assert kind is not None
+        annotations = dict(graph.layers[name].annotations)
+        try:
+            state = encode_state(kind.pack(layer, ctx))
+            encode_state(annotations)  # fail here, naming the layer, not in the envelope
+        except Exception as err:  # unpicklable payloads, integers beyond 64 bits, ...
+            raise ValueError(
+                f"hlg.pack: cannot pack layer {name!r} (kind {kind.name!r}): "
+                f"{type(err).__name__}: {err}"
+            ) from err
         records.append(
             LayerRecord(
                 name=name,
                 kind=kind.name,
                 kind_version=kind.version,
                 deps=sorted(graph.dependencies[name]),
-                annotations=dict(graph.layers[name].annotations),
-                state=encode_state(kind.pack(layer, ctx)),
+                annotations=annotations,
+                state=state,
             )
         )
     envelope = Envelope(

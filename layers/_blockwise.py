@@ -297,6 +297,11 @@ class Blockwise(Layer):
                 out[key] = self._build(key, key[1:])  # type: ignore[arg-type]
         return out
 
+    def block_values_read(self, position: int, block: tuple[int, ...]) -> Any:
+        """The provider coordinates argument ``position`` reads for output ``block``: one
+        tuple, or nested lists of them along contracted indices."""
+        return _nested(self._maps[position], block, (), tuple)
+
     def fan_in(self, position: int) -> int:
         """How many blocks of argument ``position`` one task reads (1 without contraction)."""
         return math.prod([len(m) for m in self._maps[position] if not isinstance(m, int)])

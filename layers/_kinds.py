@@ -114,8 +114,9 @@ class BlockwiseKind:
     def pack(self, layer: Layer, ctx: PackContext) -> Any:
         assert isinstance(layer, Blockwise)
         args: list[tuple[str, Any, list[str]]] = []
-        for target, ind in layer.indices:
-            args.append((*_pack_target(target, ctx), list(ind)))
+        for slot, (target, ind) in enumerate(layer.indices):
+            needed = _needed_values(layer, slot) if isinstance(target, BlockValues) else None
+            args.append((*_pack_target(target, ctx, needed), list(ind)))
         blocks = layer.output_blocks
         return BlockwiseState(
             output=layer.output,
@@ -225,12 +226,38 @@ class BlockwiseKind:
                         raise PackError(f"{where}: key {key!r} reads {dep!r}, which is missing")
 
 
-def _pack_target(target: str | BlockProvider, ctx: PackContext) -> tuple[str, Any]:
+def _needed_values(layer: Blockwise, slot: int) -> set[int] | None:
+    """The positions of a BlockValues argument that a culled layer still reads."""
+    if layer.output_blocks is None:
+        return None
+    needed: set[int] = set()
+    for block in layer.output_blocks:
+        _collect_positions(layer.block_values_read(slot, block), needed)
+    return needed
+
+
+def _collect_positions(value: Any, out: set[int]) -> None:
+    if type(value) is list:
+        for item in value:
+            _collect_positions(item, out)
+    else:
+        out.add(value[0])
+
+
+def _pack_target(
+    target: str | BlockProvider, ctx: PackContext, needed: set[int] | None = None
+) -> tuple[str, Any]:
     if isinstance(target, str):
         return ("name", target)
     kind = _SYMBOLIC[type(target)]
-    if isinstance(target, BlockValues):
-        return (kind, [ctx.add(v) for v in target.values])
+    if isinstance(target, BlockValues):  # nil for values a culled layer no longer reads
+        return (
+            kind,
+            [
+                ctx.add(v) if needed is None or i in needed else None
+                for i, v in enumerate(target.values)
+            ],
+        )
     if isinstance(target, BlockIndex):
         return (kind, list(target.numblocks))
     assert isinstance(target, (ChunkShape, ArraySlice))
@@ -245,7 +272,9 @@ def _unpack_target(kind: str, payload: Any, ctx: UnpackContext, where: str) -> A
     if kind == "block-values":
         if type(payload) is not list:
             raise PackError(f"{where}: block-values must list blob references")
-        return BlockValues([BlobRef(ctx.blob_index(i, where)) for i in payload])
+        return BlockValues(
+            [None if i is None else BlobRef(ctx.blob_index(i, where)) for i in payload]
+        )
     if kind == "block-index":
         if type(payload) is not list:
             raise PackError(f"{where}: block-index numblocks must be a list of ints")

@@ -257,3 +257,13 @@ def test_blockwise_pack_property(n: int, m: int, transpose: bool) -> None:
     keys = list(g.layers["s"])
     for got, want in zip(hlg.get(packed, keys), hlg.get(g, keys), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_culled_input_layer_ships_only_the_values_it_reads() -> None:
+    read = layers.InputLayer("read", str.upper, [f"part-{i}" for i in range(100)])
+    packed = hlg.unpack(hlg.pack(HighLevelGraph({"read": read}), [("read", 7), ("read", 42)]))
+    assert len(packed.blobs) == 3  # the template and the two values still read
+    assert hlg.get(packed, [("read", 7), ("read", 42)]) == ["PART-7", "PART-42"]
+    contracted = layers.blockwise("-".join, "j", "", layers.BlockValues(["a", "b", "c"]), "i")
+    packed = hlg.unpack(hlg.pack(HighLevelGraph({"j": contracted}), [("j",)]))
+    assert hlg.get(packed, ("j",)) == "a-b-c"

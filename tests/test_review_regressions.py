@@ -130,3 +130,13 @@ def test_blockwise_output_blocks_and_new_axes_lists() -> None:
         layers.Blockwise("z", "i", spec, [("x", "i")], {"x": (3,)}, output_blocks=[(99,)])
     z = layers.blockwise(lambda: 1, "z", "i", new_axes={"i": [2, 2]})
     assert z.shape == (2,)
+
+
+def test_pack_failures_name_the_layer() -> None:
+    import threading
+
+    with pytest.raises(ValueError, match=r"cannot pack layer .* TypeError: cannot pickle"):
+        hlg.pack({"x": Task("x", print, threading.Lock())})
+    big = ("x", 2**70)
+    with pytest.raises(ValueError, match=r"cannot pack layer .*OverflowError"):
+        hlg.pack({big: DataNode(big, 1)})
