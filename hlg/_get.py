@@ -7,13 +7,15 @@ intermediate result as soon as its last dependent has run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from hlg._keys import Key, iskey
 from hlg._task import GraphNode
 
-__all__ = ["CycleError", "MissingKeyError", "get", "toposort"]
+__all__ = ["CycleError", "MissingKeyError", "get", "postorder", "toposort"]
+
+T = TypeVar("T", bound=Hashable)
 
 
 class CycleError(ValueError):
@@ -85,6 +87,38 @@ def _lookup(graph: Mapping[Key, Any], key: Key, needed_by: Key | None) -> GraphN
     if node.key != key:
         raise ValueError(f"graph key {key!r} holds a node whose key is {node.key!r}")
     return node
+
+
+def postorder(roots: Iterable[T], children: Callable[[T], Iterable[T]]) -> list[T]:
+    """Every node reachable from ``roots``, children before parents, by a depth-first walk
+    in the order ``children`` gives (so never in hash order); a cycle raises CycleError.
+
+    >>> postorder(["c"], {"c": ["a", "b"], "b": ["a"], "a": []}.__getitem__)
+    ['a', 'b', 'c']
+    """
+    order: list[T] = []
+    state: dict[T, int] = {}  # 1: on the stack, 2: done
+    for root in roots:
+        if root in state:
+            continue
+        stack: list[tuple[T, Iterator[T]]] = [(root, iter(children(root)))]
+        state[root] = 1
+        while stack:
+            node, pending = stack[-1]
+            for child in pending:
+                mark = state.get(child)
+                if mark is None:
+                    state[child] = 1
+                    stack.append((child, iter(children(child))))
+                    break
+                if mark == 1:
+                    path = [n for n, _ in stack]
+                    raise CycleError(path[path.index(child) :])
+            else:
+                stack.pop()
+                state[node] = 2
+                order.append(node)
+    return order
 
 
 def toposort(graph: Mapping[Key, Any], keys: Iterable[Key]) -> dict[Key, GraphNode]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from hlg._gc import gc_paused
-from hlg._get import CycleError, MissingKeyError
+from hlg._get import MissingKeyError, postorder
 from hlg._keys import Key, iskey, key_prefix
 from hlg._layer import Layer
 from hlg._task import GraphNode
@@ -226,29 +226,7 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
     def topological_layers(self) -> list[str]:
         """Layer names, each after the layers it reads; ties keep insertion order."""
-        order: list[str] = []
-        state: dict[str, int] = {}
-        for root in self.layers:
-            if root in state:
-                continue
-            stack: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(self.dependencies[root])))]
-            state[root] = 1
-            while stack:
-                name, deps = stack[-1]
-                for dep in deps:
-                    mark = state.get(dep)
-                    if mark == 1:
-                        path = [n for n, _ in stack]
-                        raise CycleError(path[path.index(dep) :])
-                    if mark is None:
-                        state[dep] = 1
-                        stack.append((dep, iter(sorted(self.dependencies[dep]))))
-                        break
-                else:
-                    stack.pop()
-                    state[name] = 2
-                    order.append(name)
-        return order
+        return postorder(self.layers, lambda name: sorted(self.dependencies[name]))
 
     def dependents(self) -> dict[str, frozenset[str]]:
         """For each layer, the layers that read it."""
@@ -439,25 +417,4 @@ def _dot_string(text: str) -> str:
 
 def _check_internal_cycles(layer: Layer) -> None:
     """Raise CycleError for a cycle among one layer's keys."""
-    state: dict[Key, int] = {}
-    for root in layer:
-        if root in state:
-            continue
-        stack: list[tuple[Key, Iterator[Key]]] = [(root, iter(layer.dependency_tuple(root)))]
-        state[root] = 1
-        while stack:
-            key, deps = stack[-1]
-            for dep in deps:
-                if dep not in layer:
-                    continue
-                mark = state.get(dep)
-                if mark == 1:
-                    path = [k for k, _ in stack]
-                    raise CycleError(path[path.index(dep) :])
-                if mark is None:
-                    state[dep] = 1
-                    stack.append((dep, iter(layer.dependency_tuple(dep))))
-                    break
-            else:
-                stack.pop()
-                state[key] = 2
+    postorder(layer, lambda key: [d for d in layer.dependency_tuple(key) if d in layer])

@@ -704,32 +704,10 @@ def _fuse(tasks: tuple[GraphNode, ...], key: Key | None) -> Task:
         raise ValueError(f"Task.fuse: output key {key!r} is not among the tasks")
     if len(tasks) == 1 and isinstance(tasks[0], Task):
         return tasks[0]
-    # Order inner nodes topologically by a depth-first walk in argument order, so the
-    # order never depends on hashing.
-    order: list[GraphNode] = []
-    state: dict[Key, int] = {}  # 1 = on the stack, 2 = done
+    from hlg._get import postorder  # the one depth-first walk (hlg._get imports this module)
 
-    def visit(k: Key) -> None:
-        stack: list[tuple[Key, Iterable[Key]]] = [(k, iter(by_key[k].dependency_tuple))]
-        state[k] = 1
-        while stack:
-            current, deps = stack[-1]
-            for dep in deps:
-                if dep in by_key:
-                    mark = state.get(dep)
-                    if mark == 1:
-                        raise ValueError(f"Task.fuse: the tasks form a cycle through {dep!r}")
-                    if mark is None:
-                        state[dep] = 1
-                        stack.append((dep, iter(by_key[dep].dependency_tuple)))
-                        break
-            else:
-                stack.pop()
-                state[current] = 2
-                order.append(by_key[current])
-
-    for k in by_key:
-        if k not in state:
-            visit(k)
+    # Inner nodes in topological order, walking arguments in order: never hash order.
+    keys = postorder(by_key, lambda k: [d for d in by_key[k].dependency_tuple if d in by_key])
+    order = [by_key[k] for k in keys]
     outside = dict.fromkeys(dep for n in order for dep in n.dependency_tuple if dep not in by_key)
     return Task(key, FusedCall(order, key), {dep: TaskRef(dep) for dep in outside})
