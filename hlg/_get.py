@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from typing import Any, TypeVar
 
 from hlg._keys import Key, iskey
-from hlg._task import GraphNode
+from hlg._task import GraphNode, check_node
 
 __all__ = ["CycleError", "MissingKeyError", "get", "postorder", "toposort"]
 
@@ -79,14 +79,7 @@ def _lookup(graph: Mapping[Key, Any], key: Key, needed_by: Key | None) -> GraphN
         node = graph[key]
     except KeyError:
         raise MissingKeyError(key, needed_by) from None
-    if not isinstance(node, GraphNode):
-        raise TypeError(
-            f"graph value for key {key!r} is a {type(node).__name__}, not a graph node; "
-            "convert dask-style graphs with hlg.convert_legacy_graph"
-        )
-    if node.key != key:
-        raise ValueError(f"graph key {key!r} holds a node whose key is {node.key!r}")
-    return node
+    return check_node(key, node, "graph")
 
 
 def postorder(roots: Iterable[T], children: Callable[[T], Iterable[T]]) -> list[T]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from hlg._annotations import Annotations, current_annotations, merge_annotations
 from hlg._gc import gc_paused
 from hlg._keys import Key, iskey, key_prefix
-from hlg._task import GraphNode
+from hlg._task import GraphNode, check_node
 from hlg._tokenize import tokenize
 
 __all__ = ["CulledLayer", "Layer", "MaterializedLayer"]
@@ -269,13 +269,7 @@ class MaterializedLayer(Layer):
         tasks = dict(mapping)
         prefixes = set()
         for key, node in tasks.items():
-            if not isinstance(node, GraphNode):
-                raise TypeError(
-                    f"MaterializedLayer value for key {key!r} is a {type(node).__name__}, "
-                    "not a graph node; convert dask-style graphs with hlg.convert_legacy_graph"
-                )
-            if node.key != key:
-                raise ValueError(f"MaterializedLayer key {key!r} holds a node keyed {node.key!r}")
+            check_node(key, node, "MaterializedLayer")
             prefixes.add(key_prefix(key))
         if name is None:
             name = "materialized-" + tokenize(tasks)  # the content: keys and tasks

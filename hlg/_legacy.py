@@ -28,7 +28,7 @@ from typing import Any
 
 from hlg._gc import gc_paused
 from hlg._keys import Key, iskey
-from hlg._task import _ATOMIC, Alias, DataNode, GraphNode, Task, TaskRef, _scan
+from hlg._task import _ATOMIC, Alias, DataNode, GraphNode, Task, TaskRef, _scan, check_node
 
 __all__ = ["convert_legacy_graph", "convert_legacy_task"]
 
@@ -65,11 +65,9 @@ def convert_legacy_graph(
                 )
             key = _plain_key(key)
             node = convert_legacy_task(key, value, all_keys)
-            if not isinstance(node, GraphNode):
-                node = DataNode(key, node)
-            elif node.key != key:
-                raise ValueError(f"graph key {key!r} holds a node with another key, {node.key!r}")
-            out[key] = node
+            out[key] = check_node(
+                key, node if isinstance(node, GraphNode) else DataNode(key, node), "graph"
+            )
     return out
 
 

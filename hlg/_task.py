@@ -273,6 +273,26 @@ def _funcname(func: object) -> str:
     return name if isinstance(name, str) else repr(func)
 
 
+def check_node(key: Key, node: object, where: str) -> GraphNode:
+    """Check that ``node`` is a graph node stored under its own key; return it.
+
+    >>> check_node("x", DataNode("x", 1), "graph")
+    DataNode('x', 1)
+    >>> check_node("x", DataNode("y", 1), "graph")
+    Traceback (most recent call last):
+    ...
+    ValueError: graph key 'x' holds a node whose key is 'y'
+    """
+    if not isinstance(node, GraphNode):
+        raise TypeError(
+            f"{where} value for key {key!r} is a {type(node).__name__}, not a graph node; "
+            "convert dask-style graphs with hlg.convert_legacy_graph"
+        )
+    if node.key != key:
+        raise ValueError(f"{where} key {key!r} holds a node whose key is {node.key!r}")
+    return node
+
+
 def _check_key(key: object, what: str) -> None:
     if key is not None and type(key) is not str and not iskey(key):
         raise TypeError(

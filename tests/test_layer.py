@@ -124,7 +124,7 @@ def test_materialized_layer() -> None:
     assert list(only_a) == ["a"] and isinstance(only_a, MaterializedLayer)
     with pytest.raises(TypeError, match=r"value for key 'x' is a tuple.*convert_legacy_graph"):
         MaterializedLayer({"x": (add, 1, 2)})  # type: ignore[dict-item]
-    with pytest.raises(ValueError, match="key 'x' holds a node keyed 'y'"):
+    with pytest.raises(ValueError, match="key 'x' holds a node whose key is 'y'"):
         MaterializedLayer({"x": DataNode("y", 1)})
 
 

@@ -587,9 +587,9 @@ def test_preconverted_values_inside_legacy_values() -> None:
 
 
 def test_node_under_another_key_raises() -> None:
-    with pytest.raises(ValueError, match=r"graph key 'a' holds a node with another key, 'b'"):
+    with pytest.raises(ValueError, match=r"graph key 'a' holds a node whose key is 'b'"):
         convert_legacy_graph({"a": Task("b", add, 1, 2)})
-    with pytest.raises(ValueError, match=r"another key"):
+    with pytest.raises(ValueError, match=r"holds a node whose key is"):
         convert_legacy_graph({"a": DataNode("b", 1)})
 
 
