@@ -1,4 +1,4 @@
-"""layers: the built-in layer kinds of hlg (blockwise, inputs, shuffle, tree reduction)."""
+"""layers: the built-in layer kinds of hlg (blockwise and input layers, blockwise fusion)."""
 
 from hlg import register_layer_kind as _register
 from layers._blockwise import Blockwise as Blockwise
