@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _spec import Spec, closure, combine, make_node, oracle
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,64 +43,6 @@ from hlg import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MOD = 2**61 - 1
-
-
-def combine(tag: int, *values: int) -> int:
-    """The function of every generated task: order-sensitive, so wiring errors show."""
-    acc = tag * 1_000_003
-    for i, v in enumerate(values):
-        acc += (i + 7) * v
-    return acc % MOD
-
-
-def combine_list(tag: int, *, items: list[int]) -> int:
-    return combine(tag, *items)
-
-
-# -- spec: key -> (tag, deps, node kind); the oracle works on the spec only ------------------
-
-Spec = dict[Any, tuple[int, tuple[Any, ...], str]]
-
-
-def make_node(key: Any, entry: tuple[int, tuple[Any, ...], str]) -> Any:
-    tag, deps, kind = entry
-    if kind == "data":
-        return DataNode(key, tag)
-    if kind == "alias":
-        return Alias(key, deps[0])
-    if kind == "nested":
-        return Task(key, combine_list, tag, items=[TaskRef(d) for d in deps])
-    return Task(key, combine, tag, *[TaskRef(d) for d in deps])
-
-
-def oracle(spec: Spec, keys: list[Any]) -> list[int]:
-    memo: dict[Any, int] = {}
-
-    def value(key: Any) -> int:
-        if key not in memo:
-            tag, deps, kind = spec[key]
-            if kind == "data":
-                memo[key] = tag
-            elif kind == "alias":
-                memo[key] = value(deps[0])
-            else:
-                memo[key] = combine(tag, *[value(d) for d in deps])
-        return memo[key]
-
-    return [value(k) for k in keys]
-
-
-def closure(spec: Spec, keys: list[Any]) -> set[Any]:
-    seen: set[Any] = set()
-    stack = list(keys)
-    while stack:
-        key = stack.pop()
-        if key not in seen:
-            seen.add(key)
-            stack.extend(spec[key][1])
-    return seen
-
 
 # -- layers that count what they build ------------------------------------------------------
 

@@ -15,6 +15,7 @@ from operator import add, mul
 from typing import Any
 
 import pytest
+from _spec import Spec, closure, combine, make_node, oracle
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,65 +35,6 @@ from hlg import (
     optimize,
 )
 from hlg._task import FusedCall
-
-MOD = 2**61 - 1
-
-
-def combine(tag: int, *values: int) -> int:
-    acc = tag * 1_000_003
-    for i, v in enumerate(values):
-        acc += (i + 7) * v
-    return acc % MOD
-
-
-def combine_list(tag: int, *, items: list[int]) -> int:
-    return combine(tag, *items)
-
-
-Spec = dict[Any, tuple[int, tuple[Any, ...], str]]
-
-
-def make_node(key: Any, entry: tuple[int, tuple[Any, ...], str]) -> Any:
-    tag, deps, kind = entry
-    if kind == "data":
-        return DataNode(key, tag)
-    if kind == "alias":
-        return Alias(key, deps[0])
-    if kind == "nested":
-        return Task(key, combine_list, tag, items=[TaskRef(d) for d in deps])
-    if kind == "twice":  # reads its one dependency twice
-        return Task(key, combine, tag, TaskRef(deps[0]), TaskRef(deps[0]))
-    return Task(key, combine, tag, *[TaskRef(d) for d in deps])
-
-
-def oracle(spec: Spec, keys: list[Any]) -> list[int]:
-    memo: dict[Any, int] = {}
-
-    def value(key: Any) -> int:
-        if key not in memo:
-            tag, deps, kind = spec[key]
-            if kind == "data":
-                memo[key] = tag
-            elif kind == "alias":
-                memo[key] = value(deps[0])
-            elif kind == "twice":
-                memo[key] = combine(tag, value(deps[0]), value(deps[0]))
-            else:
-                memo[key] = combine(tag, *[value(d) for d in deps])
-        return memo[key]
-
-    return [value(k) for k in keys]
-
-
-def closure(spec: Spec, keys: list[Any]) -> set[Any]:
-    seen: set[Any] = set()
-    stack = list(keys)
-    while stack:
-        key = stack.pop()
-        if key not in seen:
-            seen.add(key)
-            stack.extend(spec[key][1])
-    return seen
 
 
 class CountingLayer(Layer):

@@ -1,0 +1,71 @@
+"""Random-graph specs shared by the graph and optimize tests: nodes and a plain oracle.
+
+A spec maps each key to ``(tag, deps, kind)``; ``make_node`` builds the hlg node and
+``oracle`` evaluates the spec in plain Python, independently of hlg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hlg import Alias, DataNode, Task, TaskRef
+
+MOD = 2**61 - 1
+
+Spec = dict[Any, tuple[int, tuple[Any, ...], str]]
+
+
+def combine(tag: int, *values: int) -> int:
+    """The function of every generated task: order-sensitive, so wiring errors show."""
+    acc = tag * 1_000_003
+    for i, v in enumerate(values):
+        acc += (i + 7) * v
+    return acc % MOD
+
+
+def combine_list(tag: int, *, items: list[int]) -> int:
+    return combine(tag, *items)
+
+
+def make_node(key: Any, entry: tuple[int, tuple[Any, ...], str]) -> Any:
+    tag, deps, kind = entry
+    if kind == "data":
+        return DataNode(key, tag)
+    if kind == "alias":
+        return Alias(key, deps[0])
+    if kind == "nested":
+        return Task(key, combine_list, tag, items=[TaskRef(d) for d in deps])
+    if kind == "twice":  # reads its one dependency twice
+        return Task(key, combine, tag, TaskRef(deps[0]), TaskRef(deps[0]))
+    return Task(key, combine, tag, *[TaskRef(d) for d in deps])
+
+
+def oracle(spec: Spec, keys: list[Any]) -> list[int]:
+    memo: dict[Any, int] = {}
+
+    def value(key: Any) -> int:
+        if key not in memo:
+            tag, deps, kind = spec[key]
+            if kind == "data":
+                memo[key] = tag
+            elif kind == "alias":
+                memo[key] = value(deps[0])
+            elif kind == "twice":
+                memo[key] = combine(tag, value(deps[0]), value(deps[0]))
+            else:
+                memo[key] = combine(tag, *[value(d) for d in deps])
+        return memo[key]
+
+    return [value(k) for k in keys]
+
+
+def closure(spec: Spec, keys: list[Any]) -> set[Any]:
+    """Every key the given keys need, themselves included."""
+    seen: set[Any] = set()
+    stack = list(keys)
+    while stack:
+        key = stack.pop()
+        if key not in seen:
+            seen.add(key)
+            stack.extend(spec[key][1])
+    return seen
