@@ -6,9 +6,11 @@ A spec maps each key to ``(tag, deps, kind)``; ``make_node`` builds the hlg node
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from hlg import Alias, DataNode, Task, TaskRef
+from hlg import Alias, DataNode, Layer, Task, TaskRef, key_prefix
 
 MOD = 2**61 - 1
 
@@ -69,3 +71,50 @@ def closure(spec: Spec, keys: list[Any]) -> set[Any]:
             seen.add(key)
             stack.extend(spec[key][1])
     return seen
+
+
+class SpecLayer(Layer):
+    """A lazy layer with only ``__iter__``/``__getitem__``: every other method is a default."""
+
+    kind = "spec"
+
+    def __init__(self, name: str, spec: Spec, annotations: Any = None) -> None:
+        super().__init__(name, annotations)
+        self.spec = spec
+        self.builds: Counter[Any] = Counter()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.spec)
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            entry = self.spec[key]
+        except (KeyError, TypeError):
+            raise KeyError(key) from None
+        self.builds[key] += 1
+        return make_node(key, entry)
+
+
+class SymbolicSpecLayer(SpecLayer):
+    """The same, answering len, in, dependencies and prefixes without building tasks."""
+
+    kind = "symbolic-spec"
+
+    def __len__(self) -> int:
+        return len(self.spec)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return key in self.spec
+        except TypeError:
+            return False
+
+    def dependency_tuple(self, key: Any) -> tuple[Any, ...]:
+        return self.spec[key][1]
+
+    def dependencies(self, key: Any) -> frozenset[Any]:
+        return frozenset(self.spec[key][1])
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        return frozenset(key_prefix(k) for k in self.spec)

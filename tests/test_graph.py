@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _spec import Spec, closure, combine, make_node, oracle
+from _spec import Spec, SpecLayer, SymbolicSpecLayer, closure, combine, make_node, oracle
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,53 +45,6 @@ from hlg import (
 ROOT = Path(__file__).resolve().parents[1]
 
 # -- layers that count what they build ------------------------------------------------------
-
-
-class SpecLayer(Layer):
-    """A lazy layer with only ``__iter__``/``__getitem__``: every other method is a default."""
-
-    kind = "spec"
-
-    def __init__(self, name: str, spec: Spec, annotations: Any = None) -> None:
-        super().__init__(name, annotations)
-        self.spec = spec
-        self.builds: Counter[Any] = Counter()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.spec)
-
-    def __getitem__(self, key: Any) -> Any:
-        try:
-            entry = self.spec[key]
-        except (KeyError, TypeError):
-            raise KeyError(key) from None
-        self.builds[key] += 1
-        return make_node(key, entry)
-
-
-class SymbolicSpecLayer(SpecLayer):
-    """The same, answering len, in, dependencies and prefixes without building tasks."""
-
-    kind = "symbolic-spec"
-
-    def __len__(self) -> int:
-        return len(self.spec)
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            return key in self.spec
-        except TypeError:
-            return False
-
-    def dependency_tuple(self, key: Any) -> tuple[Any, ...]:
-        return self.spec[key][1]
-
-    def dependencies(self, key: Any) -> frozenset[Any]:
-        return frozenset(self.spec[key][1])
-
-    @property
-    def prefixes(self) -> frozenset[str]:
-        return frozenset(key_prefix(k) for k in self.spec)
 
 
 class RangeLayer(Layer):

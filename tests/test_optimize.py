@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
-from collections.abc import Iterator
 from operator import add, mul
 from typing import Any
 
 import pytest
-from _spec import Spec, closure, combine, make_node, oracle
+from _spec import Spec, SymbolicSpecLayer, closure, combine, make_node, oracle
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,49 +29,12 @@ from hlg import (
     cull,
     fuse_linear,
     get,
-    key_prefix,
     optimize,
 )
 from hlg._task import FusedCall
 
-
-class CountingLayer(Layer):
-    """A lazy layer over a spec, symbolic except ``__getitem__``, which counts builds."""
-
-    kind = "counting"
-
-    def __init__(self, name: str, spec: Spec, annotations: Any = None) -> None:
-        super().__init__(name, annotations)
-        self.spec = spec
-        self.builds: Counter[Any] = Counter()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.spec)
-
-    def __len__(self) -> int:
-        return len(self.spec)
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            return key in self.spec
-        except TypeError:
-            return False
-
-    def dependency_tuple(self, key: Any) -> tuple[Any, ...]:
-        return self.spec[key][1]
-
-    def dependencies(self, key: Any) -> frozenset[Any]:
-        return frozenset(self.spec[key][1])
-
-    @property
-    def prefixes(self) -> frozenset[str]:
-        return frozenset(key_prefix(k) for k in self.spec)
-
-    def __getitem__(self, key: Any) -> Any:
-        if key not in self:
-            raise KeyError(key)
-        self.builds[key] += 1
-        return make_node(key, self.spec[key])
+# A lazy layer over a spec, symbolic except ``__getitem__``, which counts builds.
+CountingLayer = SymbolicSpecLayer
 
 
 # -- random layered graphs with many linear chains ------------------------------------------
