@@ -31,7 +31,7 @@ import numpy as np
 from dask.array.optimization import optimize as dask_array_optimize
 
 import hlg
-import layers
+from hlg import layers
 
 Row = tuple[str, str, float, float | None, str]
 

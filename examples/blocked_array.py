@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import hlg
-import layers
+from hlg import layers
 
 Chunks = tuple[tuple[int, ...], ...]
 

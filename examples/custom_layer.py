@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import hlg
-import layers
-from hlg import GraphNode, Key, Layer, Task, TaskRef
+from hlg import GraphNode, Key, Layer, Task, TaskRef, layers
 
 
 class WindowSum(Layer):

@@ -14,8 +14,7 @@ import cloudpickle
 import numpy as np
 
 import hlg
-import layers
-from hlg import Alias, DataNode, Task, TaskRef
+from hlg import Alias, DataNode, Task, TaskRef, layers
 
 
 def explicit_graph() -> dict[hlg.Key, hlg.GraphNode]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from hlg import ArgSpec, GraphNode, Key, Layer, Placeholder, TaskRef
 from hlg._gc import gc_paused
-from layers._inputs import BlockProvider
+from hlg.layers._inputs import BlockProvider
 
 __all__ = ["Blockwise", "blockwise", "concatenate_axes"]
 
@@ -126,7 +126,7 @@ class Blockwise(Layer):
     Build it with :func:`blockwise`; this constructor takes the normalized parts:
     ``template`` has ``Placeholder(i)`` for ``indices[i]``, a pair ``(target, index)``
     whose target is an input name (its blocks are references) or a
-    :class:`~layers.BlockProvider`.
+    :class:`~hlg.layers.BlockProvider`.
     """
 
     kind = "blockwise"
@@ -473,7 +473,7 @@ def blockwise(
     """Build a :class:`Blockwise` layer from ``(argument, index)`` pairs.
 
     Each pair is an input name with its index string (its blocks are read), a
-    :class:`~layers.BlockProvider` with its index string, or ``(literal, None)`` for a
+    :class:`~hlg.layers.BlockProvider` with its index string, or ``(literal, None)`` for a
     constant. ``numblocks`` maps each input name to its block counts. ``new_axes`` maps
     new output indices to their chunks: an int (one block) or a tuple of chunk sizes
     (one block each). ``concatenate=True`` turns contracted lists into one block with

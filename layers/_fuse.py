@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hlg import HighLevelGraph, Key, Layer, Placeholder, report_refusal
-from layers._blockwise import Blockwise
+from hlg.layers._blockwise import Blockwise
 
 __all__ = ["fuse_blockwise"]
 
@@ -19,23 +19,24 @@ __all__ = ["fuse_blockwise"]
 def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph:
     """Fuse chains (and trees) of Blockwise layers by composing their templates.
 
-    A producer ``P`` is fused into its consumer ``C`` when all of these hold (each
-    refusal is logged with its reason): ``C`` is ``P``'s only dependent layer, none of
-    ``keys`` is in ``P``, ``C`` reads ``P`` through exactly one argument and without
-    contraction, ``P`` itself contracts nothing and adds no axes, ``P`` is not culled,
-    the block counts agree, and both layers have equal annotations. The fused layer
-    keeps ``C``'s name, keys and annotations and holds one template.
+        A producer ``P`` is fused into its consumer ``C`` when all of these hold (each
+        refusal is logged with its reason): ``C`` is ``P``'s only dependent layer, none of
+        ``keys`` is in ``P``, ``C`` reads ``P`` through exactly one argument and without
+        contraction, ``P`` itself contracts nothing and adds no axes, ``P`` is not culled,
+        the block counts agree, and both layers have equal annotations. The fused layer
+        keeps ``C``'s name, keys and annotations and holds one template.
 
-    >>> from operator import getitem, mul
-    >>> import hlg, layers
-    >>> x = layers.blockwise(getitem, "x", "i", layers.BlockIndex((4,)), "i", 0, None)
-    >>> y = layers.blockwise(mul, "y", "i", "x", "i", 10, None, numblocks={"x": (4,)})
-    >>> g = hlg.HighLevelGraph({"x": x, "y": y}, {"y": ["x"]})
-    >>> fused = fuse_blockwise(g, [("y", 3)])
-    >>> list(fused.layers), hlg.get(fused, ("y", 3))
-    (['y'], 30)
-    >>> fused.layers["y"].template
-    ArgSpec(mul, ArgSpec(getitem, Placeholder(0), 0), 10)
+        >>> from operator import getitem, mul
+        >>> import hlg
+    >>> from hlg import layers
+        >>> x = layers.blockwise(getitem, "x", "i", layers.BlockIndex((4,)), "i", 0, None)
+        >>> y = layers.blockwise(mul, "y", "i", "x", "i", 10, None, numblocks={"x": (4,)})
+        >>> g = hlg.HighLevelGraph({"x": x, "y": y}, {"y": ["x"]})
+        >>> fused = fuse_blockwise(g, [("y", 3)])
+        >>> list(fused.layers), hlg.get(fused, ("y", 3))
+        (['y'], 30)
+        >>> fused.layers["y"].template
+        ArgSpec(mul, ArgSpec(getitem, Placeholder(0), 0), 10)
     """
     requested = {graph.layer_of(k).name for k in keys if k in graph}
     layers: dict[str, Layer] = dict(graph.layers)

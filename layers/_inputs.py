@@ -275,7 +275,7 @@ def InputLayer(
     >>> len(layer), layer[("read", 2)]({})
     (3, 'C')
     """
-    from layers._blockwise import Blockwise
+    from hlg.layers._blockwise import Blockwise
 
     return Blockwise(
         name,

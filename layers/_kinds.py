@@ -28,8 +28,8 @@ from hlg import (
 )
 from hlg._task import _scan
 from hlg._wire import LayerRecord, decode_state, encode_key
-from layers._blockwise import Blockwise
-from layers._inputs import ArraySlice, BlockIndex, BlockProvider, BlockValues, ChunkShape
+from hlg.layers._blockwise import Blockwise
+from hlg.layers._inputs import ArraySlice, BlockIndex, BlockProvider, BlockValues, ChunkShape
 
 __all__ = ["BLOCKWISE", "INPUT", "BlobTemplate", "BlockwiseKind"]
 

@@ -1,4 +1,4 @@
-"""Tests for layers._blockwise: index notation against dask, errors, culling, pickling."""
+"""Tests for hlg.layers._blockwise: index notation against dask, errors, culling, pickling."""
 
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ from hypothesis import strategies as st
 import hlg
 import hlg._argspec
 import hlg._task
-import layers
-from hlg import ArgSpec, Placeholder, Task, TaskRef
-from layers import BlockIndex, Blockwise, blockwise, concatenate_axes
+from hlg import ArgSpec, Placeholder, Task, TaskRef, layers
+from hlg.layers import BlockIndex, Blockwise, blockwise, concatenate_axes
 
 
 def collect(*args: Any, **kwargs: Any) -> Any:
@@ -522,7 +521,7 @@ def first_plus(t: Any, c: int) -> int:
 
 
 CULL_NAME_SCRIPT = """
-import layers
+from hlg import layers
 layer = layers.blockwise(max, "z", "ij", "x", "ji", numblocks={"x": (5, 4)})
 print(layer.cull([("z", 3, 1), ("z", 0, 2), ("z", 2, 2)])[0].name)
 """

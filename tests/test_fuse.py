@@ -1,4 +1,4 @@
-"""Tests for layers._fuse: each fusion rule on a small graph, and property tests."""
+"""Tests for hlg.layers._fuse: each fusion rule on a small graph, and property tests."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import hlg
 import hlg._argspec
 import hlg._task
 from hlg import ArgSpec, HighLevelGraph, MaterializedLayer, Placeholder, Task, TaskRef
-from layers import ArraySlice, BlockIndex, Blockwise, InputLayer, blockwise, fuse_blockwise
+from hlg.layers import ArraySlice, BlockIndex, Blockwise, InputLayer, blockwise, fuse_blockwise
 
 
 def first(block: tuple[int, ...]) -> int:

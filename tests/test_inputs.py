@@ -1,4 +1,4 @@
-"""Tests for layers._inputs: block providers, InputLayer and their use in blockwise."""
+"""Tests for hlg.layers._inputs: block providers, InputLayer and their use in blockwise."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import hlg
 from hlg import TaskRef
-from layers import (
+from hlg.layers import (
     ArraySlice,
     BlockIndex,
     BlockProvider,

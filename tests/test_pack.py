@@ -1,4 +1,4 @@
-"""Tests for hlg._pack and layers._kinds: round trips, sizes, registry, worker caching."""
+"""Tests for hlg._pack and hlg.layers._kinds: round trips, sizes, registry, worker caching."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hlg
-import layers
-from hlg import DataNode, HighLevelGraph, Layer, Task, TaskRef
+from hlg import DataNode, HighLevelGraph, Layer, Task, TaskRef, layers
 
 
 def inc(x: int) -> int:

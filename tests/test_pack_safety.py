@@ -52,7 +52,6 @@ from hypothesis import strategies as st
 
 import hlg
 import hlg._pack
-import layers
 from hlg import (
     Alias,
     DataNode,
@@ -63,6 +62,7 @@ from hlg import (
     PackError,
     Task,
     TaskRef,
+    layers,
 )
 
 # -- user functions (pickled by reference: this module is importable in this process) ------
@@ -461,7 +461,8 @@ def finish(total, extra, *, scale):
 
 CLIENT = """
 import json, sys
-import hlg, layers
+import hlg
+from hlg import layers
 import {mod} as uf
 from hlg import DataNode, HighLevelGraph, MaterializedLayer, Task, TaskRef
 
@@ -514,7 +515,7 @@ for k in keys:
 culled = packed.cull(packed.output_keys)
 order = hlg.toposort(packed, packed.output_keys)
 assert "{mod}" not in sys.modules
-assert "layers" in sys.modules  # loaded through the registry
+assert "hlg.layers" in sys.modules  # loaded through the registry
 print(json.dumps({{
     "deps": deps,
     "order": sorted(map(repr, order)),

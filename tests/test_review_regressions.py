@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 import hlg
-import layers
 from hlg import (
     ArgSpec,
     DataNode,
@@ -20,6 +19,7 @@ from hlg import (
     Placeholder,
     Task,
     TaskRef,
+    layers,
 )
 
 
