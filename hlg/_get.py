@@ -60,6 +60,10 @@ class MissingKeyError(KeyError):
 
 def _flatten(keys: Any, out: list[Key]) -> None:
     if type(keys) is list:
+        if keys and iskey(tuple(keys)) and not all(iskey(k) for k in keys):
+            raise TypeError(
+                f"{keys!r} is a list, not a key: a key with indices is a tuple, {tuple(keys)!r}"
+            )
         for k in keys:
             _flatten(k, out)
     elif iskey(keys):

@@ -215,7 +215,14 @@ def optimize(
     token = _EXPLAIN.set(messages) if explain else None
     try:
         for optimization in chosen:
-            graph = optimization(graph, wanted)
+            result = optimization(graph, wanted)
+            if not isinstance(result, HighLevelGraph):
+                name = getattr(optimization, "__qualname__", repr(optimization))
+                raise TypeError(
+                    f"optimization pass {name} returned {type(result).__name__}, not a "
+                    "HighLevelGraph (a pass is (graph, keys) -> graph)"
+                )
+            graph = result
     finally:
         if token is not None:
             _EXPLAIN.reset(token)

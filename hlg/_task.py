@@ -285,7 +285,8 @@ def check_node(key: Key, node: object, where: str) -> GraphNode:
     """
     if not isinstance(node, GraphNode):
         raise TypeError(
-            f"{where} value for key {key!r} is a {type(node).__name__}, not a graph node; "
+            f"{where} value for key {key!r} is of type {type(node).__name__}, not a graph node "
+            "(Task, DataNode, Alias); "
             "convert dask-style graphs with hlg.convert_legacy_graph"
         )
     if node.key != key:

@@ -74,13 +74,31 @@ def test_cycle_is_reported_before_anything_runs() -> None:
 
 def test_bad_graph_values() -> None:
     with pytest.raises(
-        TypeError, match=r"graph value for key 'x' is a tuple.*convert_legacy_graph"
+        TypeError,
+        match=r"graph value for key 'x' is of type tuple, not a graph node.*convert_legacy",
     ):
         get({"x": (inc, 1)}, "x")
+    with pytest.raises(
+        TypeError, match=r"graph value for key 'x' is of type int, not a graph node"
+    ):
+        get({"x": 1}, "x")
     with pytest.raises(ValueError, match="graph key 'x' holds a node whose key is 'y'"):
         get({"x": DataNode("y", 1)}, "x")
     with pytest.raises(TypeError, match="expected a key or a"):
         get({"x": DataNode("x", 1)}, {"x"})
+
+
+def test_a_list_shaped_like_a_key_is_named() -> None:
+    g = {("x", 0): DataNode(("x", 0), 1), "a": DataNode("a", 2)}
+    with pytest.raises(
+        TypeError,
+        match=r"\['x', 0\] is a list, not a key: a key with indices is a tuple, \('x', 0\)",
+    ):
+        get(g, [["x", 0]])
+    # lists of string keys and nested lists of keys stay lists of keys
+    assert get(g, ["a", ("x", 0)]) == [2, 1]
+    assert get(g, [["a"], [("x", 0)]]) == [[2], [1]]
+    assert get(g, [["a", "a"]]) == [[2, 2]]
 
 
 def test_exception_keeps_type_and_names_key() -> None:

@@ -462,3 +462,14 @@ def test_each_pass_alone() -> None:
     assert fuse_linear(g, [("a", 0), ("a", 1), ("b", 0), ("b", 1), "c"]) is g
     lazy_only = HighLevelGraph({"Z": CountingLayer("Z", {"z": (1, (), "data")})})
     assert fuse_linear(lazy_only, ["z"]) is lazy_only
+
+
+def test_a_pass_that_returns_no_graph_is_named() -> None:
+    def forgets_to_return(graph: Any, keys: Any) -> None:
+        graph.validate()
+
+    with pytest.raises(
+        TypeError,
+        match=r"optimization pass .*forgets_to_return returned NoneType, not a HighLevelGraph",
+    ):
+        hlg.optimize({"a": DataNode("a", 1)}, "a", passes=[hlg.cull, forgets_to_return])
