@@ -215,7 +215,7 @@ def optimize(
     token = _EXPLAIN.set(messages) if explain else None
     try:
         for optimization in chosen:
-            result = optimization(graph, wanted)
+            result: object = optimization(graph, wanted)
             if not isinstance(result, HighLevelGraph):
                 name = getattr(optimization, "__qualname__", repr(optimization))
                 raise TypeError(
