@@ -10,15 +10,8 @@ import griffe
 def fence_sessions(text: str) -> str:
     """Wrap each interactive session (``>>>`` lines and their output) in a pycon fence.
 
-    >>> print(fence_sessions("Adds.\\n\\n>>> 1 + 1\\n2\\n\\nMore."))
-    Adds.
-    <BLANKLINE>
-    ```pycon
-    >>> 1 + 1
-    2
-    ```
-    <BLANKLINE>
-    More.
+    >>> fence_sessions("Adds.\n\n" + ">" * 3 + " 1 + 1\n2\n\nMore.").splitlines()
+    ['Adds.', '', '```pycon', '>>> 1 + 1', '2', '```', '', 'More.']
     """
     out: list[str] = []
     inside = False
