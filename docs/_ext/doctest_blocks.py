@@ -8,7 +8,7 @@ import griffe
 
 
 def fence_sessions(text: str) -> str:
-    """Wrap each interactive session (``>>>`` lines and their output) in a pycon fence.
+    r"""Wrap each interactive session (``>>>`` lines and their output) in a pycon fence.
 
     >>> fence_sessions("Adds.\n\n" + ">" * 3 + " 1 + 1\n2\n\nMore.").splitlines()
     ['Adds.', '', '```pycon', '>>> 1 + 1', '2', '```', '', 'More.']
