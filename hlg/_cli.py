@@ -180,7 +180,9 @@ def _cmd_pack(args: argparse.Namespace) -> int:
         try:
             keys = [ast.literal_eval(k) for k in args.key]
         except (ValueError, SyntaxError):
-            raise UsageError(f"--key takes Python literals, e.g. \"('x', 0)\"; got {args.key}") from None
+            raise UsageError(
+                f"--key takes Python literals, e.g. \"('x', 0)\"; got {args.key}"
+            ) from None
     data = pack(obj, keys)
     Path(args.output).write_bytes(data)
     print(f"wrote {args.output}: {len(data):,} bytes")
