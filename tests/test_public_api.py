@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 import hlg
+import hlg.testing
 from hlg import layers
 
 ROOT = Path(__file__).parent.parent
-PUBLIC = [(mod, name) for mod in (hlg, layers) for name in mod.__all__ if name != "__version__"]
+MODULES = (hlg, layers, hlg.testing)
+PUBLIC = [(mod, name) for mod in MODULES for name in mod.__all__ if name != "__version__"]
 NOT_CALLABLE_BY_DESIGN = {"Key", "Pass"}  # type aliases
 
 
@@ -54,7 +56,7 @@ def test_hlg_never_imports_layers() -> None:
 
 
 def test_all_is_sorted_and_complete() -> None:
-    for mod in (hlg, layers):
+    for mod in MODULES:
         assert list(mod.__all__) == sorted(mod.__all__), mod.__name__
         for name in mod.__all__:
             assert hasattr(mod, name), (mod.__name__, name)
