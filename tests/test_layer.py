@@ -122,7 +122,7 @@ def test_materialized_layer() -> None:
     assert culled is layer and external == frozenset()
     only_a, _ = layer.cull(["a"])
     assert list(only_a) == ["a"] and isinstance(only_a, MaterializedLayer)
-    with pytest.raises(TypeError, match=r"value for key 'x' is of type tuple.*convert_legacy_graph"):
+    with pytest.raises(TypeError, match=r"value for key .x. is of type tuple.*convert_legacy"):
         MaterializedLayer({"x": (add, 1, 2)})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="key 'x' holds a node whose key is 'y'"):
         MaterializedLayer({"x": DataNode("y", 1)})
