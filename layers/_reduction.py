@@ -63,7 +63,8 @@ class TreeTemplate:
     ``fill(key, [mode, *TaskRefs])`` builds a task as a worker does from a packed task;
     the layer calls :meth:`build` with plain keys.
 
-    >>> TreeTemplate(abs, sum, sum).build(("r", 0), 2, [("c", 0), ("c", 1)])({("c", 0): 1, ("c", 1): 2})
+    >>> task = TreeTemplate(abs, sum, sum).build(("r", 0), 2, [("c", 0), ("c", 1)])
+    >>> task({("c", 0): 1, ("c", 1): 2})
     3
     """
 
@@ -207,7 +208,7 @@ class TreeReduction(Layer):
         self.split_every = split_every
         self.depth = tree_depth(n, split_every)
         self.template = template
-        self._widths = [-(-n // split_every**level) for level in range(self.depth + 1)]
+        self._widths: list[int] = [-(-n // split_every**lv) for lv in range(self.depth + 1)]
         if roots is None:
             self.roots: frozenset[tuple[int, int]] | None = None
         else:
@@ -256,7 +257,11 @@ class TreeReduction(Layer):
         level, group = node
         if group is None or not 0 <= group < self._widths[level]:
             return None
-        if self.roots is not None and node not in self.roots and not self._covered(node, self.roots):
+        if (
+            self.roots is not None
+            and node not in self.roots
+            and not self._covered(node, self.roots)
+        ):
             return None
         return node
 
@@ -274,6 +279,7 @@ class TreeReduction(Layer):
 
     def _build(self, level: int, group: int) -> GraphNode:
         key = self._key(level, group)
+        sources: list[Key]
         if level == 0:
             mode, sources = _CHUNK, [(self.input_name, group)]
         else:
@@ -454,7 +460,9 @@ class TreeReductionKind:
             raise PackError(f"{where}: empty output or input name")
         # a tree has fewer than 2 n tasks and edges: the npartitions bound covers both
         if 2 * state.npartitions > limit:
-            raise PackError(f"{where}: declares about {2 * state.npartitions} tasks, beyond {limit}")
+            raise PackError(
+                f"{where}: declares about {2 * state.npartitions} tasks, beyond {limit}"
+            )
         template = BlobTemplate(ctx.blob_index(state.template, where), 1, (), ctx.blobs)
         try:
             return TreeReduction._rebuild(

@@ -21,8 +21,8 @@ culling; ``layer[key]`` builds one task in O(k).
 from __future__ import annotations
 
 import operator
-from itertools import repeat
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -46,7 +46,9 @@ from hlg.layers._kinds import BlobTemplate
 __all__ = ["SHUFFLE", "Shuffle", "ShuffleKind", "ShuffleTemplate", "shuffle_plan", "shuffle_step"]
 
 
-def shuffle_plan(npartitions_in: int, npartitions_out: int, max_branch: int = 32) -> tuple[int, int]:
+def shuffle_plan(
+    npartitions_in: int, npartitions_out: int, max_branch: int = 32
+) -> tuple[int, int]:
     """``(stages, k)`` of a shuffle: the fewest stages (at least 1) with
     ``max_branch ** stages >= n`` and the smallest ``k`` with ``k ** stages >= n``, where
     ``n = max(npartitions_in, npartitions_out)`` — exactly ``ceil(log(n) / log(max_branch))``
@@ -59,7 +61,7 @@ def shuffle_plan(npartitions_in: int, npartitions_out: int, max_branch: int = 32
     stages = 1
     while max_branch**stages < n:
         stages += 1
-    k = max(1, int(round(n ** (1.0 / stages))))
+    k = max(1, round(n ** (1.0 / stages)))
     while k**stages < n:
         k += 1
     while k > 1 and (k - 1) ** stages >= n:
@@ -220,8 +222,7 @@ class Shuffle(Layer):
         nin = _count(npartitions_in, "npartitions_in", 1)
         nout = _count(npartitions_out, "npartitions_out", 1)
         branch = _count(max_branch, "max_branch", 2)
-        stages, k = shuffle_plan(nin, nout, branch)
-        template = ShuffleTemplate(split, concat, k)
+        template = ShuffleTemplate(split, concat, shuffle_plan(nin, nout, branch)[1])
         super().__init__(name, annotations)
         self._setup(name, input_name, nin, nout, branch, template, parts_out)
 
@@ -281,7 +282,7 @@ class Shuffle(Layer):
         k = self.k
         self._pow = [k**s for s in range(self.stages + 1)]
         levels: list[tuple[Sequence[int], Collection[int], int]] = []
-        for s, size in enumerate(self._pow):
+        for size in self._pow:
             heights = -(-nin // size)
             if kept is None:
                 residues: Sequence[int] = range(min(nout, size))
@@ -525,7 +526,9 @@ def check_partition_producer(
     if count == 0:
         return
     producers = [
-        graph.layers[d] for d in graph.dependencies[reader.name] if prefix in graph.layers[d].prefixes
+        graph.layers[d]
+        for d in graph.dependencies[reader.name]
+        if prefix in graph.layers[d].prefixes
     ]
     if not producers:
         raise PackError(f"{where}: reads {prefix!r}, which no layer it depends on produces")
@@ -606,7 +609,9 @@ class ShuffleKind:
         stages, k = shuffle_plan(state.npartitions_in, state.npartitions_out, state.max_branch)
         fan_in = _limit(ctx.limits, "max_fan_in")
         if k > fan_in:
-            raise PackError(f"{where}: each task reads {k} pieces, beyond the fan-in limit {fan_in}")
+            raise PackError(
+                f"{where}: each task reads {k} pieces, beyond the fan-in limit {fan_in}"
+            )
         kept = state.parts_out
         if kept is not None:
             if len(kept) > state.npartitions_out:

@@ -703,7 +703,10 @@ BAD_INPUTS: dict[str, tuple[Any, str]] = {
     "layer-record-short": (envelope([["m", "materialized", 1, [], {}]]), "malformed"),
     "blobs-not-bytes": (envelope([], blobs=["text"], ids=[b"x" * 16]), "malformed"),
     # kinds and versions
-    "unknown-kind": (envelope([layer("s", "shuffle", [])]), "unknown layer kind 'shuffle'"),
+    "unknown-kind": (
+        envelope([layer("s", "no-such-kind", [])]),
+        "unknown layer kind 'no-such-kind'",
+    ),
     "module-path-kind": (
         envelope([layer("s", "os:system", [])]),
         "unknown layer kind 'os:system'",

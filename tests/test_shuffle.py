@@ -42,7 +42,9 @@ def inputs_layer(parts: list[Any], name: str = "inp") -> MaterializedLayer:
     return MaterializedLayer({(name, i): DataNode((name, i), p) for i, p in enumerate(parts)}, name)
 
 
-def shuffle_graph(parts: list[Any], nout: int, split: Any, concat: Any, **kw: Any) -> HighLevelGraph:
+def shuffle_graph(
+    parts: list[Any], nout: int, split: Any, concat: Any, **kw: Any
+) -> HighLevelGraph:
     layer = layers.Shuffle("out", "inp", len(parts), nout, split, concat, **kw)
     return HighLevelGraph({"inp": inputs_layer(parts), "out": layer}, {"out": ["inp"]})
 
@@ -259,7 +261,9 @@ def test_tasks_touch_only_their_pieces() -> None:
             raise AssertionError("a piece for another task was read")
 
     nout = 40
-    g = shuffle_graph([[i, i + 40] for i in range(40)], nout, list_split(nout), list_concat, max_branch=4)
+    g = shuffle_graph(
+        [[i, i + 40] for i in range(40)], nout, list_split(nout), list_concat, max_branch=4
+    )
     layer = g.layers["out"]
     values = dict(zip(list(g), hlg.get(g, list(g)), strict=True))
     for key in layer:
@@ -333,7 +337,11 @@ def test_culled_equals_closure_and_full(nin: int, nout: int, max_branch: int, da
     assert len(culled) == len(kept)
     assert external == outside
     small = g.cull(keys)
-    assert hlg.get(small, keys) == hlg.get(g, keys) == [grouped(parts, nout)[q] for q in sorted(wanted)]
+    assert (
+        hlg.get(small, keys)
+        == hlg.get(g, keys)
+        == [grouped(parts, nout)[q] for q in sorted(wanted)]
+    )
     assert (culled is layer) == (len(wanted) == nout)
 
 
@@ -428,7 +436,7 @@ def test_fuse_blockwise_stops_at_a_shuffle() -> None:
         {"pre": ["src"], "shuf": ["src"], "post": ["shuf"], "last": ["post"]},
     )
     keys = [("last", q) for q in range(nout)] + [("pre", 0)]
-    fused, why = hlg.optimize(g, keys, passes=[layers.fuse_blockwise], explain=True)
+    fused = hlg.optimize(g, keys, passes=[layers.fuse_blockwise])
     assert set(fused.layers) == {"src", "pre", "shuf", "last"}
     assert isinstance(fused.layers["shuf"], layers.Shuffle)
     assert hlg.get(fused, keys) == hlg.get(g, keys)
@@ -453,7 +461,11 @@ def test_fuse_linear_stops_at_a_shuffle() -> None:
     assert fused.layers["out"] is shuf
     assert all(("inp", i) in fused for i in range(nin))  # the shuffle's inputs stay
     assert all(("out", q) in fused for q in range(nout))
-    assert hlg.get(fused, keys) == hlg.get(g, keys) == [len(p) for p in grouped([[i, i + 5] for i in range(nin)], nout)]
+    assert (
+        hlg.get(fused, keys)
+        == hlg.get(g, keys)
+        == [len(p) for p in grouped([[i, i + 5] for i in range(nin)], nout)]
+    )
 
 
 def test_describe_names_the_kind() -> None:
