@@ -1,4 +1,5 @@
-"""The whole hlg pipeline on one page: tasks, legacy graphs, layers, fusion, packing."""
+"""The whole hlg pipeline on one page: tasks, legacy graphs, layers, fusion, shuffle,
+reduction, packing."""
 
 from __future__ import annotations
 
@@ -106,6 +107,53 @@ def layered_pipeline() -> None:
     print(f"block {key} computed from the packed graph:\n{block}")
 
 
+def bucket_split(part: np.ndarray, k: int, stage: int) -> list[np.ndarray]:
+    """Route each value to partition ``value % 1000``: digit ``stage`` (base k) picks the piece."""
+    digit = part % 1000 // k**stage % k
+    return [part[digit == j] for j in range(k)]
+
+
+def chunk_sum(part: np.ndarray) -> int:
+    return int(part.sum())
+
+
+def add_all(values: list[int]) -> int:
+    return sum(values)
+
+
+def shuffle_and_reduce() -> None:
+    """1,000 partitions of numbers, repartitioned by value and summed with a tree."""
+    n = 1000
+    start = time.perf_counter()
+    data = layers.blockwise(partition_values, "data", "i", layers.BlockIndex((n,)), "i", n, None)
+    shuf = layers.Shuffle("by-value", "data", n, n, bucket_split, np.concatenate)
+    total = layers.TreeReduction("total", "by-value", n, chunk_sum, add_all, add_all)
+    graph = hlg.HighLevelGraph(
+        {"data": data, "by-value": shuf, "total": total},
+        {"by-value": ["data"], "total": ["by-value"]},
+    )
+    built = time.perf_counter() - start
+    print(f"\nshuffle of {n:,} partitions in {shuf.stages} stages of k={shuf.k}, then a tree sum:")
+    print(graph.describe())
+    one = graph.cull([("by-value", 7)])
+    print(f"built in {built * 1e3:.1f} ms; culled to one output partition: {len(one):,} tasks")
+    packed_bytes = hlg.pack(graph)
+    with no_unpickling():
+        packed = hlg.unpack(packed_bytes)
+    print(f"packed into {len(packed_bytes):,} bytes ({len(packed):,} tasks on the scheduler)")
+    part = hlg.get(one, ("by-value", 7))
+    assert set((part % 1000).tolist()) <= {7}, part
+    result = hlg.get(packed, ("total", 0))
+    expected = sum(range(n * n))
+    assert result == expected, (result, expected)
+    print(f"partition 7 holds {len(part)} values, all = 7 mod 1000; the total is {result:,}")
+
+
+def partition_values(block: tuple[int, ...], n: int) -> np.ndarray:
+    """Partition ``i`` holds ``i * n … i * n + n - 1``."""
+    return np.arange(block[0] * n, (block[0] + 1) * n)
+
+
 def main() -> int:
     graph = explicit_graph()
     print("explicit graph:")
@@ -134,6 +182,7 @@ def main() -> int:
     assert out == n - 1
     print("token of the explicit graph:", hlg.tokenize(graph))
     layered_pipeline()
+    shuffle_and_reduce()
     return 0
 
 
