@@ -17,6 +17,7 @@ import hlg
 from hlg import DataNode, HighLevelGraph, MaterializedLayer, layers
 from hlg._layer import _closure
 from hlg.layers._reduction import TreeTemplate
+from hlg.testing import check_layer
 
 
 def tag(part: str) -> str:
@@ -183,3 +184,10 @@ def test_blockwise_after_a_reduction_still_fuses() -> None:
     assert hlg.get(fused, ("len", 0)) == len(hlg.get(g, ("r", 0))) == hlg.get(g, ("len", 0))
     linear = hlg.fuse_linear(g, [("len", 0)])
     assert linear.layers["r"] is red
+
+
+@pytest.mark.parametrize(("n", "every"), [(1, 2), (10, 3), (300, 8)])
+def test_check_layer(n: int, every: int) -> None:
+    red = layers.TreeReduction("r", "s", n, tag, concat, bracket, split_every=every)
+    check_layer(red)
+    check_layer(red.cull([("r-chunk", n - 1), ("r", 0) if n == 1 else ("r-chunk", 0)])[0])

@@ -17,6 +17,7 @@ import hlg
 from hlg import DataNode, HighLevelGraph, MaterializedLayer, layers
 from hlg._layer import _closure
 from hlg.layers._shuffle import ShuffleTemplate
+from hlg.testing import check_layer
 
 
 def dest(x: int, nout: int) -> int:
@@ -471,3 +472,14 @@ def test_fuse_linear_stops_at_a_shuffle() -> None:
 def test_describe_names_the_kind() -> None:
     g = packed_graph(8, 8)
     assert "shuffle" in g.describe()
+
+
+@pytest.mark.parametrize(
+    ("nin", "nout", "max_branch", "parts_out"),
+    [(1, 1, 32, None), (7, 30, 3, None), (100, 40, 4, None), (50, 50, 5, [0, 17, 49])],
+)
+def test_check_layer(nin: int, nout: int, max_branch: int, parts_out: Any) -> None:
+    layer = layers.Shuffle(
+        "y", "x", nin, nout, list_concat, list_concat, max_branch=max_branch, parts_out=parts_out
+    )
+    check_layer(layer)
