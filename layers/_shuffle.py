@@ -362,12 +362,22 @@ class Shuffle(Layer):
         sources, piece = self._sources(level, p)
         return tuple((source, piece) for source in sources)
 
-    def _build(self, level: int, p: int) -> GraphNode:
+    def _build(self, level: int, p: int, below: list[Any] | None = None) -> GraphNode:
+        """The task at ``p`` of ``level``; ``below`` (from materialize) holds the keys of
+        the level below by position, so that tasks share key tuples."""
         key = self._key(level, p)
         stage = None if level == self.stages else level
+        sources: list[Key]
         if level == 0:
-            sources: list[Key] = [(self.input_name, p)]
+            sources = [(self.input_name, p)]
             piece = None
+        elif below:
+            step = self._pow[level - 1]
+            size = step * self.k
+            base = p // size * size + p % step
+            count = min(self.k, self._levels[level - 1][2] - p // size * self.k)
+            sources = below[base : base + count * step : step]
+            piece = p // step % self.k
         else:
             sources, piece = self._sources(level, p)
         if self._direct:
@@ -421,9 +431,17 @@ class Shuffle(Layer):
         """Build every task."""
         out: dict[Key, GraphNode] = {}
         with gc_paused():
-            for key in self:
-                level, p = self._locate(key)  # type: ignore[misc]
-                out[key] = self._build(level, p)
+            below: list[Any] = []  # the previous level's keys by position: shared tuples
+            for level in range(self.stages + 1):
+                residues, _, heights = self._levels[level]
+                size = self._pow[level]
+                keys: list[Any] = [None] * (heights * size)
+                for h in range(heights):
+                    for r in residues:
+                        p = h * size + r
+                        key = keys[p] = self._key(level, p)
+                        out[key] = self._build(level, p, below)
+                below = keys
         return out
 
     def cull(self, keys: Iterable[Key]) -> tuple[Layer, frozenset[Key]]:
