@@ -195,21 +195,33 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
     def __iter__(self) -> Iterator[Key]:
         shared = self._shared()
-        seen: set[Key] = set()
-        for name in self.topological_layers():
+        order = self.topological_layers()
+        for position, name in enumerate(order):
             if name not in shared:
                 yield from self.layers[name]
                 continue
+            earlier = set(order[:position])
             for key in self.layers[name]:  # merged graphs may hold a key in two layers
-                if key not in seen:
-                    seen.add(key)
+                if not self._held_by(key, earlier):
                     yield key
+
+    def _held_by(self, key: Key, names: set[str]) -> bool:
+        """Whether one of the layers ``names`` holds ``key`` (through the prefix index)."""
+        for other in self._prefix_index().get(key_prefix(key), ()):
+            if other in names and key in self.layers[other]:
+                return True
+        return False
 
     def __len__(self) -> int:
         shared = self._shared()
         count = sum(len(layer) for name, layer in self.layers.items() if name not in shared)
-        if shared:
-            count += len({k for name in shared for k in self.layers[name]})
+        if shared:  # the largest counts whole; the others count keys not held before them
+            ordered = sorted(shared, key=lambda n: -len(self.layers[n]))
+            count += len(self.layers[ordered[0]])
+            for position in range(1, len(ordered)):
+                before = set(ordered[:position])
+                layer = self.layers[ordered[position]]
+                count += sum(1 for k in layer if not self._held_by(k, before))
         return count
 
     def __eq__(self, other: object) -> bool:
@@ -280,6 +292,16 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
                 "them as dependencies; fix the graph's dependencies (see validate())"
             )
         order = [n for n in self.topological_layers() if n in culled]
+        used: set[str] = set()
+        for n in order:  # a new name must not be another layer's: add a counter if it is
+            new = renamed[n]
+            if new != n and (new in self.layers or new in used):
+                suffix = 2
+                while f"{new}-{suffix}" in self.layers or f"{new}-{suffix}" in used:
+                    suffix += 1
+                new = renamed[n] = f"{new}-{suffix}"
+                culled[n].name = new
+            used.add(new)
         return HighLevelGraph(
             {renamed[n]: culled[n] for n in order},
             {renamed[n]: {renamed[d] for d in reads[n]} for n in order},

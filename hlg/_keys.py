@@ -17,12 +17,15 @@ def iskey(obj: object) -> bool:
 
     A key is a ``str``, or a non-empty ``tuple`` whose first item is a ``str`` and
     whose other items are ``int``, ``float`` or ``str``. ``bool`` is not an ``int``
-    here, and nested tuples are not keys.
+    here, nested tuples are not keys, and NaN is not a key item (keys compare by value,
+    and NaN equals nothing).
 
     >>> iskey("x"), iskey(("x", 0, 3)), iskey(("x", 1.5, "a"))
     (True, True, True)
     >>> iskey(1), iskey(True), iskey(()), iskey((0, "x")), iskey(("x", True))
     (False, False, False, False, False)
+    >>> iskey(("x", float("nan")))
+    False
     """
     typ = type(obj)
     if typ is str:
@@ -33,6 +36,8 @@ def iskey(obj: object) -> bool:
         for item in obj:  # type: ignore[attr-defined]
             if type(item) not in _ITEM_TYPES:
                 return _iskey_slow(obj)
+            if item != item:  # NaN: never equal to itself, so never found by value
+                return False
         return True
     return _iskey_slow(obj)
 
@@ -44,7 +49,8 @@ def _iskey_slow(obj: object) -> bool:
     if not isinstance(obj, tuple) or not obj or not isinstance(obj[0], str):
         return False
     return all(
-        isinstance(item, (int, float, str)) and not isinstance(item, bool) for item in obj[1:]
+        isinstance(item, (int, float, str)) and not isinstance(item, bool) and item == item
+        for item in obj[1:]
     )
 
 

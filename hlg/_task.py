@@ -485,17 +485,6 @@ class Task(GraphNode):
         kwargs = {k: _substitute(v, subs) for k, v in (self.kwargs or {}).items()}
         return Task(new_key, self.func, *args, **kwargs)
 
-    def pack(self) -> Any:
-        """Pack this task with its own payload blobs: a :class:`hlg.PackedTask`.
-
-        >>> from operator import add
-        >>> Task("y", add, TaskRef("x"), 1).pack().unpack()({"x": 1})
-        2
-        """
-        from hlg._pack import pack_task
-
-        return pack_task(self)
-
     @staticmethod
     def fuse(*tasks: GraphNode, key: Key | None = None) -> Task:
         """Fuse tasks with one output into a single task that runs each inner task once.

@@ -47,13 +47,22 @@ class PackError(ValueError):
 class Limits:
     """Bounds checked while unpacking, before anything is allocated for a declared size.
 
-    >>> Limits().max_tasks
-    100000000
+    ``max_tasks`` bounds the tasks of the whole graph (and so its outputs),
+    ``max_fan_in`` the keys and per-block values one task reads, ``max_edges`` the
+    dependency edges of the whole graph (computed per layer from its structure),
+    ``max_layers`` the layers, ``max_key_length`` the items of one key (a blockwise layer
+    has at most ``max_key_length - 1`` dimensions). docs/protocol.md ("Threat model and
+    limits") gives the worst-case cost of each default.
+
+    >>> Limits().max_tasks, Limits().max_fan_in, Limits().max_edges
+    (100000000, 100000, 1000000000)
     """
 
     max_tasks: int = 10**8
     max_layers: int = 10**5
-    max_key_length: int = 64
+    max_key_length: int = 256
+    max_fan_in: int = 10**5
+    max_edges: int = 10**9
 
 
 class LayerRecord(msgspec.Struct, array_like=True, frozen=True, gc=False):

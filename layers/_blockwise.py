@@ -331,7 +331,7 @@ class Blockwise(Layer):
         head = (self.output,)
         if self.output_blocks is not None:
             return (head + block for block in sorted(self.output_blocks))
-        return (head + block for block in itertools.product(*map(range, self.shape)))
+        return (head + block for block in _box(self.shape))
 
     def __getitem__(self, key: Key) -> GraphNode:
         if key not in self:
@@ -416,6 +416,22 @@ def _rebuild_blockwise(parts: dict[str, Any], annotations: Mapping[str, Any]) ->
     layer = Blockwise(**parts)
     layer.annotations = annotations  # type: ignore[assignment]
     return layer
+
+
+def _box(shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Every block of ``shape`` in C order, lazily (``itertools.product`` would first copy
+    each range into a tuple)."""
+    if not shape:
+        yield ()
+        return
+    head, rest = range(shape[0]), shape[1:]
+    if not rest:
+        for i in head:
+            yield (i,)
+        return
+    for i in head:
+        for tail in _box(rest):
+            yield (i, *tail)
 
 
 def _empty(block: tuple[int, ...]) -> tuple[int, ...]:

@@ -10,7 +10,9 @@ This module imports no numpy and unpickles nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -28,7 +30,7 @@ from hlg import (
 )
 from hlg._task import _scan
 from hlg._wire import LayerRecord, decode_state, encode_key
-from hlg.layers._blockwise import Blockwise
+from hlg.layers._blockwise import Blockwise, Zeros
 from hlg.layers._inputs import ArraySlice, BlockIndex, BlockProvider, BlockValues, ChunkShape
 
 __all__ = ["BLOCKWISE", "INPUT", "BlobTemplate", "BlockwiseKind"]
@@ -137,7 +139,7 @@ class BlockwiseKind:
         if state.nholes != len(state.args):
             raise PackError(f"{where}: {state.nholes} holes for {len(state.args)} arguments")
         limit = ctx.limits.max_tasks
-        ndim = ctx.limits.max_key_length
+        ndim = ctx.limits.max_key_length - 1  # a key is the output name plus one item per axis
         for letter, n in state.new_axes.items():
             if not 1 <= n <= limit:
                 raise PackError(f"{where}: new axis {letter!r} declares {n} blocks")
@@ -172,12 +174,7 @@ class BlockwiseKind:
             kind=self.name,
         )
         _bounded_prod(layer.shape, limit, ndim, where)
-        for slot in range(len(layer.indices)):
-            if layer.fan_in(slot) > ctx.limits.max_tasks:
-                raise PackError(
-                    f"{where}: argument {slot} contracts over {layer.fan_in(slot)} blocks, "
-                    "beyond the task limit"
-                )
+        _check_fan_in(layer, ctx.limits.max_fan_in, where)
         if state.output_blocks is not None:
             blocks = [tuple(b) for b in state.output_blocks]
             for block in blocks:
@@ -188,60 +185,170 @@ class BlockwiseKind:
             layer = layer.replace(output_blocks=blocks)
         return layer
 
-    def verify(self, layer: Layer, graph: HighLevelGraph, where: str) -> None:
-        """Check that every key the layer reads exists, symbolically where possible."""
+    def edges(self, layer: Layer) -> int:
+        """Dependency edges of the layer, from its structure: tasks times keys read."""
         assert isinstance(layer, Blockwise)
+        return len(layer) * _reads_per_task(layer)
+
+    def verify(self, layer: Layer, graph: HighLevelGraph, where: str, ctx: UnpackContext) -> None:
+        """Check, per argument and without building tasks, that every key the layer reads
+        is produced by a layer it declares as a dependency, and that no kept block reads
+        a per-block value that was not shipped."""
+        assert isinstance(layer, Blockwise)
+        allowed = graph.dependencies[layer.name]
         for key in layer.template.constant_dependencies():
-            if key not in graph:
-                raise PackError(f"{where}: reads key {key!r}, which no layer produces")
-        per_key = False
-        for target, _ in layer.indices:
+            if not any(key in graph.layers[d] for d in allowed):
+                raise PackError(
+                    f"{where}: reads key {key!r}, which no layer it depends on produces"
+                )
+        for slot, (target, _) in enumerate(layer.indices):
+            if isinstance(target, BlockValues):
+                _check_values_read(layer, slot, target, where)
             if not isinstance(target, str):
                 continue
             producers = [
-                graph.layers[d]
-                for d in graph.dependencies[layer.name]
-                if target in graph.layers[d].prefixes
+                graph.layers[d] for d in sorted(allowed) if target in graph.layers[d].prefixes
             ]
             if not producers:
                 raise PackError(f"{where}: reads {target!r}, which no layer it depends on produces")
-            producer = producers[0]
-            if (
-                len(producers) == 1
-                and isinstance(producer, Blockwise)
-                and producer.output_blocks is None
-                and producer.output == target
-            ):
-                if producer.shape != layer.numblocks[target]:
+            reads = _Reads(layer, slot)
+            boxes = [p.shape for p in producers if isinstance(p, Blockwise) and _is_box(p, target)]
+            if len(producers) == 1 and boxes:
+                if boxes[0] != layer.numblocks[target]:
                     raise PackError(
                         f"{where}: reads {target!r} as {layer.numblocks[target]} blocks, "
-                        f"but layer {producer.name!r} has {producer.shape}"
+                        f"but layer {producers[0].name!r} has {boxes[0]}"
                     )
+                continue
+            corner = reads.corner()
+            if any(
+                len(box) == len(corner) and all(c < n for c, n in zip(corner, box, strict=True))
+                for box in boxes
+            ):
+                continue  # every block read lies in one producer's full box
+            ctx.spend(reads.size(), f"{where}, argument {slot} ({target!r})")
+            for coords in reads:
+                key = (target, *coords)
+                if not any(key in p for p in producers):
+                    raise PackError(
+                        f"{where}: reads {key!r}, which no layer it depends on produces"
+                    )
+
+
+def _is_box(layer: Layer, prefix: str) -> bool:
+    """Whether ``layer``'s keys are all ``(prefix, *c)`` for ``c`` in a box (its shape)."""
+    return isinstance(layer, Blockwise) and layer.output == prefix and layer.output_blocks is None
+
+
+class _Reads:
+    """The distinct blocks argument ``slot`` of a Blockwise layer reads, described per axis
+    (output axes, broadcast axes, contracted ranges) without listing them."""
+
+    def __init__(self, layer: Blockwise, slot: int) -> None:
+        self.maps = layer._maps[slot]
+        self.shape = layer.shape
+        mapped = [m for m in self.maps if isinstance(m, int) and m >= 0]
+        self.projections: list[tuple[int, ...]] | None = None
+        if layer.output_blocks is not None:
+            self.projections = sorted({tuple(b[m] for m in mapped) for b in layer.output_blocks})
+
+    def _axis(self, m: Any) -> Sequence[int]:
+        if isinstance(m, int):
+            return range(1) if m == -1 else range(self.shape[m])
+        return range(1) if isinstance(m, Zeros) else m
+
+    def size(self) -> int:
+        """How many distinct blocks are read."""
+        free = math.prod(
+            len(self._axis(m)) for m in self.maps if not (isinstance(m, int) and m >= 0)
+        )
+        if self.projections is None:
+            return free * math.prod(
+                self.shape[m] for m in self.maps if isinstance(m, int) and m >= 0
+            )
+        return free * len(self.projections)
+
+    def corner(self) -> tuple[int, ...]:
+        """The largest coordinate read along each axis."""
+        out: list[int] = []
+        mapped = 0
+        for m in self.maps:
+            if isinstance(m, int) and m >= 0 and self.projections is not None:
+                out.append(max(p[mapped] for p in self.projections) if self.projections else 0)
+                mapped += 1
             else:
-                per_key = True
-        if per_key:  # culled or materialized producers: check the keys read, one by one
-            for key in layer:
-                for dep in layer.dependency_tuple(key):
-                    if dep not in graph:
-                        raise PackError(f"{where}: key {key!r} reads {dep!r}, which is missing")
+                out.append(len(self._axis(m)) - 1 if not isinstance(m, range) else m[-1])
+        return tuple(out)
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        axes = [self._axis(m) for m in self.maps]
+        if self.projections is None:
+            yield from itertools.product(*axes)
+            return
+        mapped_axes = [i for i, m in enumerate(self.maps) if isinstance(m, int) and m >= 0]
+        free_axes = [i for i in range(len(self.maps)) if i not in mapped_axes]
+        for proj in self.projections:
+            for rest in itertools.product(*(axes[i] for i in free_axes)):
+                coords = [0] * len(self.maps)
+                for i, c in zip(mapped_axes, proj, strict=True):
+                    coords[i] = c
+                for i, c in zip(free_axes, rest, strict=True):
+                    coords[i] = c
+                yield tuple(coords)
+
+
+def _reads_per_task(layer: Blockwise) -> int:
+    """Keys one task reads at most: its references plus the template's constant keys."""
+    refs = sum(layer.fan_in(s) for s, (t, _) in enumerate(layer.indices) if isinstance(t, str))
+    return refs + len(layer.template.constant_dependencies())
+
+
+def _check_fan_in(layer: Blockwise, limit: int, where: str) -> None:
+    """Every argument's fan-in, and one task's reads in all, within ``limit``."""
+    total = len(layer.template.constant_dependencies())
+    for slot in range(len(layer.indices)):
+        fan_in = layer.fan_in(slot)
+        if fan_in > limit:
+            raise PackError(
+                f"{where}: argument {slot} contracts over {fan_in} blocks, beyond the "
+                f"fan-in limit of {limit}"
+            )
+        total += fan_in
+        if total > limit:
+            raise PackError(
+                f"{where}: one task reads {total}+ blocks and values, beyond the fan-in "
+                f"limit of {limit}"
+            )
+
+
+def _positions_read(layer: Blockwise, slot: int) -> Iterable[int] | None:
+    """The positions of a BlockValues argument that the kept blocks read (None: all)."""
+    (m,) = layer._maps[slot]
+    if not isinstance(m, int):
+        return range(1) if isinstance(m, Zeros) else None
+    if m == -1:
+        return range(1)
+    if layer.output_blocks is None:
+        return None
+    return {b[m] for b in layer.output_blocks}
+
+
+def _check_values_read(layer: Blockwise, slot: int, target: BlockValues, where: str) -> None:
+    values = target.values
+    read = _positions_read(layer, slot)
+    for i in range(len(values)) if read is None else sorted(read):
+        if values[i] is None:
+            raise PackError(
+                f"{where}: argument {slot} reads per-block value {i}, which was not shipped"
+            )
 
 
 def _needed_values(layer: Blockwise, slot: int) -> set[int] | None:
     """The positions of a BlockValues argument that a culled layer still reads."""
     if layer.output_blocks is None:
         return None
-    needed: set[int] = set()
-    for block in layer.output_blocks:
-        _collect_positions(layer.block_values_read(slot, block), needed)
-    return needed
-
-
-def _collect_positions(value: Any, out: set[int]) -> None:
-    if type(value) is list:
-        for item in value:
-            _collect_positions(item, out)
-    else:
-        out.add(value[0])
+    read = _positions_read(layer, slot)
+    return None if read is None else set(read)
 
 
 def _pack_target(

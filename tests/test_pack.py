@@ -154,8 +154,8 @@ def test_unregistered_layer_packs_with_one_warning() -> None:
     assert hlg.get(hlg.unpack(data), [("cd", 2)]) == [3]
 
 
-def test_blobs_unpickled_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    import hlg._pack as pack_module
+def test_code_blobs_unpickled_once_per_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hlg._blobs as pack_module
 
     calls: list[int] = []
     real = cloudpickle.loads
@@ -165,7 +165,6 @@ def test_blobs_unpickled_once_per_process(monkeypatch: pytest.MonkeyPatch) -> No
         return real(data)
 
     monkeypatch.setattr(pack_module.cloudpickle, "loads", counting)
-    monkeypatch.setattr(pack_module, "_LOADED", {})
     marker = np.random.default_rng(1).random(7)  # fresh content: not cached yet
     g = layers.blockwise(add, "m", "i", layers.BlockIndex((20,)), "i", marker, None)
     packed = hlg.unpack(hlg.pack(HighLevelGraph({"m": g})))
@@ -185,7 +184,7 @@ def test_block_values_are_one_blob_each() -> None:
 
 def test_task_pack() -> None:
     t = Task(("y", 1), add, TaskRef("x"), 10)
-    packed = t.pack()
+    packed = hlg.PackedTask.from_task(t)
     assert packed.dependencies == {"x"}
     assert packed.unpack() == t
     again = pickle.loads(pickle.dumps(packed))

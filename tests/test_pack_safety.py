@@ -798,7 +798,7 @@ BAD_INPUTS: dict[str, tuple[Any, str]] = {
         "not a key",
     ),
     "key-too-long": (
-        envelope([layer("m", "materialized", mat((["x", *range(200)], [], "d", 0, None)))]),
+        envelope([layer("m", "materialized", mat((["x", *range(300)], [], "d", 0, None)))]),
         "not a key",
     ),
     "dep-key-bool": (
@@ -1124,18 +1124,18 @@ def test_declared_sizes_beyond_limits_fail_fast(case: str) -> None:
 @pytest.mark.parametrize(
     ("out_ind", "args"),
     [
-        pytest.param([], [("block-index", [500_000], ["j"])], id="contracted-block-index"),
+        pytest.param([], [("block-index", [50_000], ["j"])], id="contracted-block-index"),
         pytest.param(
             ["i"],
-            [("block-index", [1, 1], ["i", "j"]), ("block-index", [500_000], ["j"])],
+            [("block-index", [1, 1], ["i", "j"]), ("block-index", [50_000], ["j"])],
             id="broadcast-contracted",
         ),
     ],
 )
 def test_unpack_memory_does_not_grow_with_declared_blocks(out_ind: Any, args: Any) -> None:
     """A ~100-byte layer declaring a contraction over many blocks (within the default
-    limit of 10**8) must not make unpack allocate per declared block: unpack is
-    O(message); the one task's 500,000 dependencies are computed only when asked for."""
+    fan-in limit of 10**5) must not make unpack allocate per declared block: unpack is
+    O(message); the one task's 50,000 values are computed only when asked for."""
     data = envelope([layer("y", "blockwise", bw(out_ind=out_ind, args=args))])
     assert len(data) < 200
     with peak_memory(5 * 10**6, 2.0):

@@ -1,0 +1,297 @@
+"""The layer-kind registry: kinds by name (built-ins, entry points) and the materialized kind.
+
+A kind packs a layer type on the client and rebuilds it on a scheduler from msgpack
+state alone. Kinds are found by name in this process's registry, filled by
+:func:`register_layer_kind` and, on first need, by the entry point group ``hlg.layers``
+of installed packages; a module path sent by a client is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import threading
+import warnings
+from typing import Any, Protocol
+
+from hlg._blobs import Blobs, PackContext
+from hlg._get import CycleError, postorder
+from hlg._graph import HighLevelGraph
+from hlg._keys import Key
+from hlg._layer import Layer, MaterializedLayer
+from hlg._packed import PackedTask
+from hlg._task import Alias, DataNode, GraphNode, Task
+from hlg._wire import (
+    LayerRecord,
+    Limits,
+    PackError,
+    decode_key,
+    decode_keys,
+    decode_state,
+    encode_key,
+)
+
+__all__ = [
+    "LayerKind",
+    "MaterializedKind",
+    "UnpackContext",
+    "kind_for",
+    "layer_kind",
+    "register_layer_kind",
+    "verify_layer",
+]
+
+
+class UnpackContext:
+    """Scheduler side: what a kind needs to rebuild a layer from its state.
+
+    ``budget`` is the work (keys visited) that checks which cannot be done symbolically
+    may still spend; :meth:`spend` refuses past it, so unpack stays O(message).
+
+    >>> ctx = UnpackContext(2, Limits(), Blobs([b"", b""]))
+    >>> ctx.key(["x", 1], "here"), ctx.blob_index(1, "here")
+    (('x', 1), 1)
+    >>> ctx.blob_index(5, "layer 'y'")
+    Traceback (most recent call last):
+    ...
+    hlg._wire.PackError: layer 'y': blob reference 5 out of range (0..2)
+    """
+
+    def __init__(self, nblobs: int, limits: Limits, blobs: Blobs, budget: int = 2**16) -> None:
+        self.nblobs = nblobs
+        self.limits = limits
+        self.blobs = blobs
+        self.budget = budget
+
+    def blob_index(self, index: Any, where: str) -> int:
+        """Check a blob reference."""
+        if type(index) is not int or not 0 <= index < self.nblobs:
+            raise PackError(f"{where}: blob reference {index!r} out of range (0..{self.nblobs})")
+        return index
+
+    def key(self, obj: Any, where: str) -> Key:
+        """Decode one key."""
+        return decode_key(obj, self.limits, where)
+
+    def keys(self, objs: Any, where: str) -> list[Key]:
+        """Decode a list of keys."""
+        return decode_keys(objs, self.limits, where)
+
+    def spend(self, work: int, where: str) -> None:
+        """Take ``work`` key visits from the budget, or raise :class:`PackError`."""
+        if work > self.budget:
+            raise PackError(
+                f"{where}: checking it would visit {work:,} keys one by one, more than this "
+                f"message may cause ({self.budget:,} left); its kind must check symbolically"
+            )
+        self.budget -= work
+
+
+class LayerKind(Protocol):
+    """A layer kind: how to pack a layer type and rebuild it on a scheduler.
+
+    ``pack`` returns msgpack-able state (keys through :func:`hlg._wire.encode_key`, user
+    objects through ``ctx.add``); ``unpack`` rebuilds a layer whose items are
+    :class:`PackedTask` objects, from the state alone, never unpickling. An optional
+    ``verify(layer, graph, where, ctx)`` checks the keys the layer reads symbolically;
+    without it every key's dependencies are checked one by one, within ``ctx.spend``.
+
+    >>> import hlg
+    >>> kind = hlg.layer_kind("materialized")
+    >>> kind.name, kind.version, kind.handles(hlg.MaterializedLayer({}, name="m"))
+    ('materialized', 1, True)
+    """
+
+    name: str
+    version: int
+
+    def handles(self, layer: Layer) -> bool: ...
+
+    def pack(self, layer: Layer, ctx: PackContext) -> Any: ...
+
+    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer: ...
+
+
+_KINDS: dict[str, LayerKind] = {}
+_ENTRY_POINTS_LOADED = threading.Event()
+_ENTRY_POINTS_LOCK = threading.Lock()
+
+
+def register_layer_kind(kind: LayerKind) -> LayerKind:
+    """Register a layer kind under ``kind.name`` in this process.
+
+    Installed packages declare kinds in the entry point group ``hlg.layers`` instead, so
+    that a scheduler finds them without being told.
+
+    >>> kind = layer_kind("materialized")
+    >>> register_layer_kind(kind) is kind
+    True
+    """
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def _load_entry_points() -> None:
+    """Load the entry points once; other threads wait until they are all registered."""
+    if _ENTRY_POINTS_LOADED.is_set():
+        return
+    with _ENTRY_POINTS_LOCK:
+        if _ENTRY_POINTS_LOADED.is_set():
+            return
+        for entry in importlib.metadata.entry_points(group="hlg.layers"):
+            if entry.name in _KINDS:
+                continue
+            try:
+                kind = entry.load()
+            except Exception as err:  # a broken plugin must not break every other kind
+                warnings.warn(f"hlg: cannot load layer kind {entry.name!r}: {err}", stacklevel=2)
+                continue
+            _KINDS.setdefault(entry.name, kind)
+        _ENTRY_POINTS_LOADED.set()  # only now: others waited on the lock until here
+
+
+def layer_kind(name: str) -> LayerKind | None:
+    """The registered kind called ``name`` (built-ins and entry points), or None.
+
+    >>> layer_kind("blockwise").name, layer_kind("no-such-kind")
+    ('blockwise', None)
+    """
+    kind = _KINDS.get(name)
+    if kind is None:
+        _load_entry_points()
+        kind = _KINDS.get(name)
+    return kind
+
+
+def kind_for(layer: Layer) -> LayerKind | None:
+    """The registered kind that packs ``layer``, or None."""
+    kind = layer_kind(layer.kind)
+    if kind is not None and kind.handles(layer):
+        return kind
+    return None
+
+
+class MaterializedKind:
+    """Explicit dicts of nodes: dependencies in msgpack, each task's payload in blobs."""
+
+    name = "materialized"
+    version = 1
+
+    def handles(self, layer: Layer) -> bool:
+        return type(layer) is MaterializedLayer
+
+    def pack(self, layer: Layer, ctx: PackContext) -> Any:
+        return [_pack_node(key, layer[key], ctx) for key in layer]
+
+    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer:
+        where = f"layer {record.name!r}"
+        rows = decode_state(record.state, list[tuple[Any, list[Any], str, Any, Any]], record.name)
+        limits = ctx.limits
+        if len(rows) > limits.max_tasks:
+            raise PackError(f"{where}: {len(rows)} tasks exceed the limit")
+        tasks: dict[Key, GraphNode] = {}
+        for raw_key, raw_deps, kind, a, b in rows:
+            key = ctx.key(raw_key, where)
+            if len(raw_deps) > limits.max_fan_in:
+                raise PackError(
+                    f"{where}: key {key!r} reads {len(raw_deps)} keys, beyond the fan-in "
+                    f"limit of {limits.max_fan_in}"
+                )
+            deps = ctx.keys(raw_deps, f"{where}, key {key!r}")
+            if kind == "t":
+                runspec: tuple[Any, ...] = ("t", ctx.blob_index(a, where), ctx.blob_index(b, where))
+            elif kind in ("d", "n"):
+                runspec = (kind, ctx.blob_index(a, where))
+            elif kind == "a":
+                target = ctx.key(a, where)
+                if deps != [target]:
+                    raise PackError(f"{where}: alias {key!r} must depend on {target!r} alone")
+                runspec = ("a", target)
+            else:
+                raise PackError(f"{where}: unknown task kind {kind!r} for key {key!r}")
+            if key in tasks:
+                raise PackError(f"{where}: key {key!r} appears twice")
+            tasks[key] = PackedTask(key, deps, runspec, ctx.blobs)
+        return MaterializedLayer(tasks, record.name)
+
+    def edges(self, layer: Layer) -> int:
+        """Dependency edges of the layer (explicit: the rows are in the message)."""
+        return sum(len(layer.dependency_tuple(k)) for k in layer)
+
+    def verify(self, layer: Layer, graph: HighLevelGraph, where: str, ctx: UnpackContext) -> None:
+        """Every read is of a declared dependency layer or of the layer itself, and the
+        layer's own keys read each other without a cycle (the rows are the message)."""
+        _verify_per_key(layer, graph, where, ctx)
+
+
+def _pack_node(key: Key, node: GraphNode, ctx: PackContext) -> list[Any]:
+    deps = [encode_key(d) for d in node.dependency_tuple]
+    if type(node) is Task:
+        return [
+            encode_key(key),
+            deps,
+            "t",
+            ctx.add(node.func),
+            ctx.add((node.args, node.kwargs or {})),
+        ]
+    if type(node) is DataNode:
+        return [encode_key(key), deps, "d", ctx.add(node.value), None]
+    if type(node) is Alias:
+        return [encode_key(key), deps, "a", encode_key(node.target), None]
+    return [encode_key(key), deps, "n", ctx.add(node), None]
+
+
+register_layer_kind(MaterializedKind())
+
+
+def owner_name(graph: HighLevelGraph, layer: Layer, key: Key) -> str | None:
+    """The name of the layer serving ``key`` for a reader in ``layer``: the layer itself or
+    one of its declared dependencies that holds it; None if there is none."""
+    if key in layer:
+        return layer.name
+    for dep in graph.dependencies[layer.name]:
+        if key in graph.layers[dep]:
+            return dep
+    return None
+
+
+def _verify_per_key(layer: Layer, graph: HighLevelGraph, where: str, ctx: UnpackContext) -> None:
+    reads_itself = False
+    for key in layer:
+        deps = layer.dependency_tuple(key)
+        ctx.spend(len(deps) + 1, where)
+        for dep in deps:
+            owner = owner_name(graph, layer, dep)
+            if owner is None:
+                if dep in graph:
+                    raise PackError(
+                        f"{where}: key {key!r} reads {dep!r}, whose layer is not a declared "
+                        "dependency"
+                    )
+                raise PackError(f"{where}: key {key!r} reads {dep!r}, which no layer produces")
+            reads_itself = reads_itself or owner == layer.name
+    if reads_itself:
+        try:
+            postorder(layer, lambda k: [d for d in layer.dependency_tuple(k) if d in layer])
+        except CycleError as err:
+            raise PackError(f"{where}: {err}") from None
+
+
+def _takes_context(verify: Any) -> bool:
+    try:
+        return len(inspect.signature(verify).parameters) >= 4
+    except (TypeError, ValueError):
+        return False
+
+
+def verify_layer(kind: LayerKind, layer: Layer, graph: HighLevelGraph, ctx: UnpackContext) -> None:
+    """Check every key a layer reads exists in its declared dependencies: symbolically when
+    the kind can, else key by key within the work budget."""
+    where = f"layer {layer.name!r}"
+    verify = getattr(kind, "verify", None)
+    if verify is None:
+        _verify_per_key(layer, graph, where, ctx)
+    elif _takes_context(verify):
+        verify(layer, graph, where, ctx)
+    else:
+        verify(layer, graph, where)
