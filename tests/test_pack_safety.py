@@ -51,6 +51,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import hlg
+import hlg._blobs
 import hlg._pack
 from hlg import (
     Alias,
@@ -328,7 +329,10 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch, check: bool = True) -> Iterat
             (cloudpickle, "loads"),
             (cloudpickle, "load"),
             (hlg._pack.cloudpickle, "loads"),
-            (hlg._pack.Blobs, "load"),
+            (hlg._blobs.cloudpickle, "loads"),
+            (hlg._blobs.Blobs, "load"),
+            (hlg._blobs.Blobs, "load_code"),
+            (hlg._blobs.Blobs, "filler"),
             (hlg.PackedTask, "unpack"),
         ]:
             m.setattr(module, attr, forbid(f"{getattr(module, '__name__', module)}.{attr}"))
