@@ -215,13 +215,22 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
     def __len__(self) -> int:
         shared = self._shared()
         count = sum(len(layer) for name, layer in self.layers.items() if name not in shared)
-        if shared:  # the largest counts whole; the others count keys not held before them
-            ordered = sorted(shared, key=lambda n: -len(self.layers[n]))
-            count += len(self.layers[ordered[0]])
-            for position in range(1, len(ordered)):
-                before = set(ordered[:position])
-                layer = self.layers[ordered[position]]
-                count += sum(1 for k in layer if not self._held_by(k, before))
+        if shared:  # largest first: a layer no larger one shares a prefix with counts whole
+            index = self._prefix_index()
+            ordered = sorted(shared, key=lambda n: (-len(self.layers[n]), n))
+            rank = {name: i for i, name in enumerate(ordered)}
+            for name in ordered:
+                layer = self.layers[name]
+                earlier = {
+                    other
+                    for prefix in layer.prefixes
+                    for other in index.get(prefix, ())
+                    if rank.get(other, len(rank)) < rank[name]
+                }
+                if not earlier:
+                    count += len(layer)
+                else:
+                    count += sum(1 for k in layer if not self._held_by(k, earlier))
         return count
 
     def __eq__(self, other: object) -> bool:

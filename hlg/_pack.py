@@ -243,7 +243,7 @@ def _unpack(data: bytes | bytearray | memoryview, limits: Limits) -> PackedGraph
     _check_shared_prefixes(graph, ctx)
     for record in envelope.layers:
         verify_layer(kinds[record.name], graph.layers[record.name], graph, ctx)
-    outputs = _decode_outputs(envelope.outputs, graph, limits)
+    outputs = _decode_outputs(envelope.outputs, graph, ctx)
     meta = {
         "hlg_version": envelope.hlg_version,
         "python_version": envelope.python_version,
@@ -266,9 +266,10 @@ def _check_shared_prefixes(graph: HighLevelGraph, ctx: UnpackContext) -> None:
 
 
 def _decode_outputs(
-    raw: list[tuple[str, Any]], graph: HighLevelGraph, limits: Limits
+    raw: list[tuple[str, Any]], graph: HighLevelGraph, ctx: UnpackContext
 ) -> list[tuple[str, Any]]:
     """Output entries, each layer once and each key once (not also through its layer)."""
+    limits = ctx.limits
     layer_names: dict[str, None] = {}
     keys: dict[Key, None] = {}
     for what, value in raw:
@@ -290,6 +291,7 @@ def _decode_outputs(
         for prefix in graph.layers[name].prefixes:
             by_prefix.setdefault(prefix, []).append(graph.layers[name])
     outputs: list[tuple[str, Any]] = [("layer", name) for name in layer_names]
+    ctx.spend(len(keys) * max(map(len, by_prefix.values()), default=0), "outputs")
     outputs.extend(
         ("key", key)
         for key in keys

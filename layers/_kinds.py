@@ -212,8 +212,8 @@ class BlockwiseKind:
             if not producers:
                 raise PackError(f"{where}: reads {target!r}, which no layer it depends on produces")
             reads = _Reads(layer, slot)
-            boxes = [p.shape for p in producers if isinstance(p, Blockwise) and _is_box(p, target)]
-            if len(producers) == 1 and boxes:
+            boxes = [box for p in producers if (box := _box_of(p, target)) is not None]
+            if len(producers) == 1 and boxes and isinstance(producers[0], Blockwise):
                 if boxes[0] != layer.numblocks[target]:
                     raise PackError(
                         f"{where}: reads {target!r} as {layer.numblocks[target]} blocks, "
@@ -235,9 +235,17 @@ class BlockwiseKind:
                     )
 
 
-def _is_box(layer: Layer, prefix: str) -> bool:
-    """Whether ``layer``'s keys are all ``(prefix, *c)`` for ``c`` in a box (its shape)."""
-    return isinstance(layer, Blockwise) and layer.output == prefix and layer.output_blocks is None
+def _box_of(layer: Layer, prefix: str) -> tuple[int, ...] | None:
+    """The shape ``s`` when ``layer``'s keys of ``prefix`` are exactly ``(prefix, *c)`` for
+    every ``c`` in the box ``s``: an unculled Blockwise layer, or a layer that says so
+    through a ``key_box(prefix)`` method (other kinds' layers)."""
+    if isinstance(layer, Blockwise):
+        return layer.shape if layer.output == prefix and layer.output_blocks is None else None
+    key_box = getattr(layer, "key_box", None)
+    if key_box is None:
+        return None
+    box = key_box(prefix)
+    return None if box is None else tuple(box)
 
 
 class _Reads:

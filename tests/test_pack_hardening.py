@@ -238,6 +238,21 @@ def test_len_of_layers_sharing_a_prefix_allocates_nothing_per_key() -> None:
         assert "1,000,001 tasks" in repr(packed)
 
 
+def test_len_of_two_prefix_groups_counts_each_largest_whole() -> None:
+    """Two groups of layers sharing a prefix, each led by a 4 * 10**7-task layer: len must
+    not walk either large layer (that would take minutes)."""
+    half = 4 * 10**7
+    data = envelope(
+        [
+            bw_layer("x", producer([half])),
+            bw_layer("x-cull-1", producer([half], output_blocks=[[1]])),
+            bw_layer("z", producer([half], output="z")),
+            bw_layer("z-cull-1", producer([half], output="z", output_blocks=[[2]])),
+        ]
+    )
+    assert in_child(data) == f"OK {2 * half} 0"
+
+
 @given(
     st.lists(
         st.lists(st.integers(0, 9), max_size=10).map(lambda b: sorted(set(b))),
