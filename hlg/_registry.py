@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from hlg._blobs import Blobs, PackContext
 from hlg._get import CycleError, postorder
 from hlg._graph import HighLevelGraph
-from hlg._keys import Key
+from hlg._keys import Key, key_prefix
 from hlg._layer import Layer, MaterializedLayer
 from hlg._packed import PackedTask
 from hlg._task import Alias, DataNode, GraphNode, Task
@@ -249,9 +249,10 @@ def owner_name(graph: HighLevelGraph, layer: Layer, key: Key) -> str | None:
     one of its declared dependencies that holds it; None if there is none."""
     if key in layer:
         return layer.name
-    for dep in graph.dependencies[layer.name]:
-        if key in graph.layers[dep]:
-            return dep
+    allowed = graph.dependencies[layer.name]
+    for name in graph._prefix_index().get(key_prefix(key), ()):  # layers of that prefix only
+        if name in allowed and key in graph.layers[name]:
+            return name
     return None
 
 

@@ -28,6 +28,7 @@ from hlg import (
     PackError,
     UnpackContext,
 )
+from hlg._registry import owner_name
 from hlg._task import _scan
 from hlg._wire import LayerRecord, decode_state, encode_key
 from hlg.layers._blockwise import Blockwise, Zeros
@@ -197,7 +198,7 @@ class BlockwiseKind:
         assert isinstance(layer, Blockwise)
         allowed = graph.dependencies[layer.name]
         for key in layer.template.constant_dependencies():
-            if not any(key in graph.layers[d] for d in allowed):
+            if owner_name(graph, layer, key) in (None, layer.name):
                 raise PackError(
                     f"{where}: reads key {key!r}, which no layer it depends on produces"
                 )
@@ -206,8 +207,8 @@ class BlockwiseKind:
                 _check_values_read(layer, slot, target, where)
             if not isinstance(target, str):
                 continue
-            producers = [
-                graph.layers[d] for d in sorted(allowed) if target in graph.layers[d].prefixes
+            producers = [  # through the prefix index: O(layers of that prefix)
+                graph.layers[d] for d in graph._prefix_index().get(target, ()) if d in allowed
             ]
             if not producers:
                 raise PackError(f"{where}: reads {target!r}, which no layer it depends on produces")
