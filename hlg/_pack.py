@@ -225,6 +225,9 @@ def _unpack(data: bytes | bytearray | memoryview, limits: Limits) -> PackedGraph
         total += len(layer)
         if total > limits.max_tasks:
             raise PackError(f"the graph declares more than {limits.max_tasks} tasks")
+        if "_prefixes" not in layer.__dict__ and type(layer).prefixes is Layer.prefixes:
+            # the default finds a layer's key prefixes by iterating its keys: budgeted
+            ctx.spend(len(layer), f"layer {record.name!r} (its key prefixes)")
         count_edges = getattr(kind, "edges", None)
         if count_edges is not None:
             edges += count_edges(layer)

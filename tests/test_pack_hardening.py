@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -566,3 +567,61 @@ def test_fuzz_edge_heavy_structures(case: tuple[bytes, int]) -> None:
                 assert dep in packed, (key, dep)
         packed.graph.validate()
         assert n == len(set(packed))
+
+
+# -- kinds without a symbolic verify -------------------------------------------------------------
+
+
+class Countdown(hlg.Layer):
+    """Keys ``(name, i)`` for ``i < n``; key i reads key i - 1 of the same layer."""
+
+    kind = "countdown-test"
+
+    def __init__(self, name: str, n: int) -> None:
+        super().__init__(name)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            type(key) is tuple and len(key) == 2 and key[0] == self.name and key[1] in range(self.n)
+        )
+
+    def __iter__(self) -> Any:
+        return ((self.name, i) for i in range(self.n))
+
+    def __getitem__(self, key: Any) -> Any:
+        return PackedTask(key, self.dependency_tuple(key), ("a", key))
+
+    def dependency_tuple(self, key: Any) -> tuple[Any, ...]:
+        return () if key[1] == 0 else ((self.name, key[1] - 1),)
+
+
+class CountdownKind:
+    """A registered kind with no ``verify`` and no symbolic ``prefixes``: unpack checks
+    its keys one by one, within the budget."""
+
+    name = "countdown-test"
+    version = 1
+
+    def handles(self, layer: hlg.Layer) -> bool:
+        return isinstance(layer, Countdown)
+
+    def pack(self, layer: hlg.Layer, ctx: hlg.PackContext) -> Any:
+        assert isinstance(layer, Countdown)
+        return layer.n
+
+    def unpack(self, record: Any, ctx: hlg.UnpackContext) -> hlg.Layer:
+        return Countdown(record.name, msgspec.msgpack.decode(record.state, type=int))
+
+
+def test_a_kind_without_verify_is_checked_within_the_budget() -> None:
+    hlg.register_layer_kind(CountdownKind())
+    small = hlg.unpack(envelope([layer("c", "countdown-test", 1000)]))
+    assert len(small) == 1000 and small.dependencies(("c", 5)) == {("c", 4)}
+    big = envelope([layer("c", "countdown-test", 10**8)])
+    with peak_memory(5 * 10**6, 60.0):
+        err = unpack_error(big)
+    assert "layer 'c' (its key prefixes): checking it would visit 100,000,000 keys" in str(err)
