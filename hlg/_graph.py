@@ -196,41 +196,37 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
     def __iter__(self) -> Iterator[Key]:
         shared = self._shared()
         order = self.topological_layers()
-        for position, name in enumerate(order):
+        rank = {name: i for i, name in enumerate(order)}
+        for name in order:
             if name not in shared:
                 yield from self.layers[name]
                 continue
-            earlier = set(order[:position])
             for key in self.layers[name]:  # merged graphs may hold a key in two layers
-                if not self._held_by(key, earlier):
+                if not self._held_before(key, rank, rank[name]):
                     yield key
 
-    def _held_by(self, key: Key, names: set[str]) -> bool:
-        """Whether one of the layers ``names`` holds ``key`` (through the prefix index)."""
+    def _held_before(self, key: Key, rank: dict[str, int], mine: int) -> bool:
+        """Whether a layer ranked before ``mine`` holds ``key`` (through the prefix index)."""
         for other in self._prefix_index().get(key_prefix(key), ()):
-            if other in names and key in self.layers[other]:
+            if rank.get(other, mine) < mine and key in self.layers[other]:
                 return True
         return False
 
     def __len__(self) -> int:
         shared = self._shared()
         count = sum(len(layer) for name, layer in self.layers.items() if name not in shared)
-        if shared:  # largest first: a layer no larger one shares a prefix with counts whole
+        if shared:  # largest first: the first layer of every group it is in counts whole
             index = self._prefix_index()
             ordered = sorted(shared, key=lambda n: (-len(self.layers[n]), n))
             rank = {name: i for i, name in enumerate(ordered)}
+            first = {p: min(ns, key=rank.__getitem__) for p, ns in index.items() if len(ns) > 1}
             for name in ordered:
                 layer = self.layers[name]
-                earlier = {
-                    other
-                    for prefix in layer.prefixes
-                    for other in index.get(prefix, ())
-                    if rank.get(other, len(rank)) < rank[name]
-                }
-                if not earlier:
+                if all(first.get(p, name) == name for p in layer.prefixes):
                     count += len(layer)
                 else:
-                    count += sum(1 for k in layer if not self._held_by(k, earlier))
+                    mine = rank[name]
+                    count += sum(1 for k in layer if not self._held_before(k, rank, mine))
         return count
 
     def __eq__(self, other: object) -> bool:

@@ -256,16 +256,18 @@ def _unpack(data: bytes | bytearray | memoryview, limits: Limits) -> PackedGraph
 
 
 def _check_shared_prefixes(graph: HighLevelGraph, ctx: UnpackContext) -> None:
-    """Layers sharing a key prefix may hold the same keys; counting and iterating their
-    union visits every layer of a group but the largest: that must stay O(message)."""
+    """Layers sharing a key prefix may hold the same keys; counting their union checks
+    each key of every layer of a group but the largest against the group's other layers:
+    that must stay O(message)."""
     groups: dict[str, list[Layer]] = {}
     for layer in graph.layers.values():
         for prefix in layer.prefixes:
             groups.setdefault(prefix, []).append(layer)
     for prefix, members in groups.items():
         if len(members) > 1:
-            sizes = sorted(len(m) for m in members)
-            ctx.spend(sum(sizes[:-1]), f"layers {[m.name for m in members]} sharing {prefix!r}")
+            sizes = sorted(len(m) for m in members)  # each key checked against the group
+            where = f"layers {[m.name for m in members]} sharing {prefix!r}"
+            ctx.spend(sum(sizes[:-1]) * len(members), where)
 
 
 def _decode_outputs(
