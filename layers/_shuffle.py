@@ -550,16 +550,15 @@ def check_partition_producer(
     ]
     if not producers:
         raise PackError(f"{where}: reads {prefix!r}, which no layer it depends on produces")
-    if len(producers) == 1:
-        known = _partitions_of(producers[0], prefix)
-        if known is not None:
-            top = max(r.stop for r in parts)
-            if known < top:
-                raise PackError(
-                    f"{where}: reads partitions of {prefix!r} up to {top - 1}, but layer "
-                    f"{producers[0].name!r} has {known}"
-                )
-            return
+    top = max(r.stop for r in parts)
+    known = [_partitions_of(p, prefix) for p in producers]
+    if any(n is not None and n >= top for n in known):
+        return  # one whole producer holds every partition read (others may be culled copies)
+    if len(producers) == 1 and known[0] is not None:
+        raise PackError(
+            f"{where}: reads partitions of {prefix!r} up to {top - 1}, but layer "
+            f"{producers[0].name!r} has {known[0]}"
+        )
     if sum(len(p) for p in producers) < count:
         raise PackError(f"{where}: reads {count} partitions of {prefix!r}; its layers have fewer")
     for r in parts:

@@ -625,3 +625,20 @@ def test_a_kind_without_verify_is_checked_within_the_budget() -> None:
     with peak_memory(5 * 10**6, 60.0):
         err = unpack_error(big)
     assert "layer 'c' (its key prefixes): checking it would visit 100,000,000 keys" in str(err)
+
+
+def test_partition_readers_are_checked_against_a_whole_producer_symbolically() -> None:
+    """A shuffle or tree reduction reading 10**8 partitions of a prefix that a whole layer
+    and a culled copy of it both produce: the whole layer covers them, no key walk."""
+    code = r"""
+import hlg
+from hlg import layers, DataNode, HighLevelGraph, MaterializedLayer
+from hlg.layers._shuffle import check_partition_producer
+x = layers.blockwise(len, "x", "i", layers.BlockIndex((10**8,)), "i")
+xc = x.cull([("x", 0)])[0]
+r = MaterializedLayer({"r": DataNode("r", 1)}, name="r")
+g = HighLevelGraph({"x": x, xc.name: xc, "r": r}, {"x": (), xc.name: (), "r": ("x", xc.name)})
+check_partition_producer(g, r, "x", [range(10**8)], "here")
+print("OK")
+"""
+    assert in_child(b"", code) == "OK"
