@@ -478,6 +478,11 @@ class TreeReductionKind:
         except (TypeError, ValueError) as err:
             raise PackError(f"{where}: {err}") from None
 
+    def edges(self, layer: Layer) -> int:
+        """Dependency edges, bounded above: a tree has fewer than 2 n of them."""
+        assert isinstance(layer, TreeReduction)
+        return 2 * layer.npartitions
+
     def verify(self, layer: Layer, graph: HighLevelGraph, where: str) -> None:
         """The input partitions exist (symbolically when their layer is whole)."""
         from hlg.layers._shuffle import check_partition_producer

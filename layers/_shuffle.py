@@ -658,6 +658,14 @@ class ShuffleKind:
         except (TypeError, ValueError) as err:
             raise PackError(f"{where}: {err}") from None
 
+    def edges(self, layer: Layer) -> int:
+        """Dependency edges, from the layer's numbers (counted towards ``Limits.max_edges``)."""
+        assert isinstance(layer, Shuffle)
+        kept = None if layer.parts_out is None else list(layer.parts_out)
+        return _declared_size(
+            layer.npartitions_in, layer.npartitions_out, layer.stages, layer.k, kept
+        )[1]
+
     def verify(self, layer: Layer, graph: HighLevelGraph, where: str) -> None:
         """The input partitions exist (symbolically when their layer is whole)."""
         assert isinstance(layer, Shuffle)

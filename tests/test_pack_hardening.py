@@ -642,3 +642,22 @@ check_partition_producer(g, r, "x", [range(10**8)], "here")
 print("OK")
 """
     assert in_child(b"", code) == "OK"
+
+
+def test_edges_add_up_over_layers_of_every_kind() -> None:
+    """Two shuffles, each within ``max_edges``, together beyond it; the count bounds the
+    real edges (the oracle: every task's dependencies, counted after building them)."""
+    src = layers.blockwise(len, "src", "i", layers.BlockIndex((100,)), "i")
+    one = layers.Shuffle("s1", "src", 100, 100, list, list, max_branch=10)
+    two = layers.Shuffle("s2", "src", 100, 100, list, list, max_branch=10)
+    graph = HighLevelGraph(
+        {"src": src, "s1": one, "s2": two}, {"src": (), "s1": ("src",), "s2": ("src",)}
+    )
+    kind = hlg.layer_kind("shuffle")
+    declared = kind.edges(one)  # type: ignore[union-attr]
+    real = sum(len(one.dependency_tuple(k)) for k in one)
+    assert real <= declared
+    data = hlg.pack(graph)
+    assert len(hlg.unpack(data, hlg.Limits(max_edges=2 * declared))) == len(graph)
+    err = unpack_error(data, hlg.Limits(max_edges=declared + declared // 2))
+    assert "layer 's2': the graph declares more than" in str(err)
