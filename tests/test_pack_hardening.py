@@ -549,7 +549,7 @@ def edge_heavy(draw: st.DrawFn) -> tuple[bytes, int]:
 
 
 @given(edge_heavy())
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # the profile sets examples
 def test_fuzz_edge_heavy_structures(case: tuple[bytes, int]) -> None:
     """PackError or a consistent graph; unpack allocates O(message), never per edge.
     Small accepted graphs are checked key by key against the graph itself (the oracle:
