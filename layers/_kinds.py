@@ -242,6 +242,11 @@ def _box_of(layer: Layer, prefix: str) -> tuple[int, ...] | None:
     through a ``key_box(prefix)`` method (other kinds' layers)."""
     if isinstance(layer, Blockwise):
         return layer.shape if layer.output == prefix and layer.output_blocks is None else None
+    from hlg.layers._shuffle import _partitions_of  # whole shuffles and tree reductions
+
+    partitions = _partitions_of(layer, prefix)
+    if partitions is not None:
+        return (partitions,)
     key_box = getattr(layer, "key_box", None)
     if key_box is None:
         return None

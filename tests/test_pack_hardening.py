@@ -661,3 +661,19 @@ def test_edges_add_up_over_layers_of_every_kind() -> None:
     assert len(hlg.unpack(data, hlg.Limits(max_edges=2 * declared))) == len(graph)
     err = unpack_error(data, hlg.Limits(max_edges=declared + declared // 2))
     assert "layer 's2': the graph declares more than" in str(err)
+
+
+def test_a_blockwise_reading_a_whole_shuffle_is_checked_as_a_box() -> None:
+    """300,000 partitions of a shuffle read by a blockwise layer: more than the key-visit
+    budget of a small message, so only the box comparison can accept it."""
+    n = 300_000
+    src = layers.blockwise(len, "src", "i", layers.BlockIndex((n,)), "i")
+    shuf = layers.Shuffle("sh", "src", n, n, list, list, max_branch=1000)
+    out = layers.blockwise(len, "out", "i", "sh", "i", numblocks={"sh": (n,)})
+    graph = HighLevelGraph(
+        {"src": src, "sh": shuf, "out": out}, {"src": (), "sh": ("src",), "out": ("sh",)}
+    )
+    data = hlg.pack(graph)
+    assert len(data) < 5000
+    packed = hlg.unpack(data)
+    assert packed.dependencies(("out", n - 1)) == {("sh", n - 1)}
