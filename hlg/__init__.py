@@ -13,6 +13,7 @@ from hlg._get import get as get
 from hlg._get import toposort as toposort
 from hlg._graph import HighLevelGraph as HighLevelGraph
 from hlg._graph import HLGCollection as HLGCollection
+from hlg._graph import LayerCollisionError as LayerCollisionError
 from hlg._keys import Key as Key
 from hlg._keys import iskey as iskey
 from hlg._keys import key_prefix as key_prefix
@@ -62,6 +63,7 @@ __all__ = [
     "HighLevelGraph",
     "Key",
     "Layer",
+    "LayerCollisionError",
     "LayerKind",
     "Limits",
     "MaterializedLayer",

@@ -14,7 +14,6 @@ from typing import Any, Final, final
 from hlg._keys import Key
 from hlg._task import (
     _ATOMIC,
-    _PLAN_DEEP,
     Task,
     TaskRef,
     _flat_task,
@@ -279,17 +278,11 @@ class ArgSpec:
         return flat
 
     def _fill_general(self, key: Key | None, fills: Sequence[Any]) -> Task:
-        args = tuple([_put(a, fills) for a in self.args])
-        kwargs = {k: _put(v, fills) for k, v in self.kwargs.items()} or None
-        deps: list[Key] = []
-        deep = False  # inline calls must run even when they read no key
-        for arg in args:
-            deep = _scan(arg, deps) or deep
-        for value in (kwargs or {}).values():
-            deep = _scan(value, deps) or deep
-        if not deep:
-            return _rebuild_task(key, self.func, args, kwargs, (), 0)
-        return _rebuild_task(key, self.func, args, kwargs, _unique(deps), _PLAN_DEEP)
+        # Through the Task constructor: the same storage (and so equality and token) as
+        # the identical hand-built task, whatever mix of constants and fills it holds.
+        args = [_put(a, fills) for a in self.args]
+        kwargs = {k: _put(v, fills) for k, v in self.kwargs.items()}
+        return Task(key, self.func, *args, **kwargs)
 
     def constant_dependencies(self) -> tuple[Key, ...]:
         """The keys the template itself references (``TaskRef``s among its constants).
@@ -306,22 +299,35 @@ class ArgSpec:
     ) -> ArgSpec:
         """Return a template where ``Placeholder(index)`` is replaced by a call of ``inner``.
 
-        ``inner``'s placeholders are renumbered through ``mapping`` (default: appended
-        after this template's holes, in order), so the result is again one template.
+        The result has exactly the holes it uses: this template's holes after ``index``
+        move down by one, and ``inner``'s hole ``i`` becomes hole ``mapping[i]`` of the
+        result (default: appended after this template's remaining holes, in order; a
+        mapping may also point at one of them, to share a fill).
 
         >>> from operator import add, mul
         >>> outer = ArgSpec(add, Placeholder(0), Placeholder(1))
         >>> inner = ArgSpec(mul, Placeholder(0), 2)
         >>> fused = outer.compose(0, inner)
         >>> fused
-        ArgSpec(add, ArgSpec(mul, Placeholder(2), 2), Placeholder(1))
-        >>> fused.fill("k", [None, 1, TaskRef("x")])({"x": 5})
-        11
+        ArgSpec(add, ArgSpec(mul, Placeholder(1), 2), Placeholder(0))
+        >>> fused.nholes, fused.fill("k", [1, TaskRef("x")])({"x": 5})
+        (2, 11)
         """
+        if type(index) is not int or not 0 <= index < self._nholes:
+            raise ValueError(
+                f"ArgSpec.compose: hole {index!r} is not a hole of this template "
+                f"(it has {self._nholes})"
+            )
+        remaining = self._nholes - 1
         if mapping is None:
-            mapping = {i: self._nholes + i for i in range(inner._nholes)}
+            mapping = {i: remaining + i for i in range(inner._nholes)}
+        missing = [i for i in range(inner._nholes) if i not in mapping]
+        if missing:
+            raise ValueError(f"ArgSpec.compose: mapping does not place inner holes {missing}")
         renumbered = inner.renumber({i: Placeholder(j) for i, j in mapping.items()})
-        return self.renumber({index: renumbered})
+        shifted: dict[int, Any] = {i: Placeholder(i - 1) for i in range(index + 1, self._nholes)}
+        shifted[index] = renumbered
+        return self.renumber(shifted)
 
     def renumber(self, mapping: Mapping[int, Any]) -> ArgSpec:
         """Return a copy with placeholders replaced through ``mapping`` (index -> object).

@@ -17,10 +17,11 @@ from typing import Any, Protocol, runtime_checkable
 from hlg._gc import gc_paused
 from hlg._get import MissingKeyError, postorder
 from hlg._keys import Key, iskey, key_prefix
-from hlg._layer import Layer
+from hlg._layer import Layer, MaterializedLayer
 from hlg._task import GraphNode
+from hlg._tokenize import tokenize
 
-__all__ = ["HLGCollection", "HighLevelGraph"]
+__all__ = ["HLGCollection", "HighLevelGraph", "LayerCollisionError", "check_collisions"]
 
 
 @runtime_checkable
@@ -67,16 +68,23 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
     def __init__(
         self,
-        layers: Mapping[str, Layer],
+        layers: Mapping[str, Layer | Mapping[Key, GraphNode]],
         dependencies: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
-        self.layers = dict(layers)
-        for name, layer in self.layers.items():
+        self.layers = {}
+        for name, layer in layers.items():
             if not isinstance(layer, Layer):
-                raise TypeError(f"layer {name!r} is a {type(layer).__name__}, not an hlg.Layer")
+                if not isinstance(layer, Mapping):
+                    raise TypeError(
+                        f"layer {name!r} is a {type(layer).__name__}, not an hlg.Layer "
+                        "(or a mapping of keys to graph nodes)"
+                    )
+                layer = MaterializedLayer(layer, name=name)  # a plain dict of nodes, as dask
             if layer.name != name:
                 raise ValueError(f"layer stored under {name!r} is named {layer.name!r}")
+            self.layers[name] = layer
         self._index: dict[str, tuple[str, ...]] | None = None
+        check_collisions(self)
         if dependencies is None:
             dependencies = self._infer_dependencies()
         deps: dict[str, frozenset[str]] = {}
@@ -125,7 +133,12 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
     @classmethod
     def merge(cls, *graphs: HighLevelGraph) -> HighLevelGraph:
-        """Union of graphs; a layer name present in several graphs is taken once."""
+        """Union of graphs; a layer name present in several graphs is taken once.
+
+        Two different layers under one name must be equivalent (equal tokens); two
+        layers holding one key must build equal tasks for it. Anything else is refused
+        (``LayerCollisionError``), never resolved by taking the first.
+        """
         layers: dict[str, Layer] = {}
         deps: dict[str, frozenset[str]] = {}
         for graph in graphs:
@@ -133,6 +146,8 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
                 if name not in layers:
                     layers[name] = layer
                     deps[name] = graph.dependencies[name]
+                elif layers[name] is not layer:
+                    _check_same_layer(layers[name], layer)
         return cls(layers, deps)
 
     def _infer_dependencies(self) -> dict[str, set[str]]:
@@ -235,6 +250,23 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
     def __hash__(self) -> int:
         return id(self)
 
+    def __hlg_tokenize__(self) -> object:
+        """What a token of this graph is made of: layers and dependencies, not caches.
+
+        >>> from hlg import DataNode, tokenize
+        >>> g = HighLevelGraph({"x": {"x": DataNode("x", 1)}})
+        >>> before = tokenize(g)
+        >>> g["x"]  # fills the key lookup index
+        DataNode('x', 1)
+        >>> tokenize(g) == before
+        True
+        """
+        return (
+            "HighLevelGraph",
+            self.layers,
+            {name: sorted(deps) for name, deps in self.dependencies.items()},
+        )
+
     def key_dependencies(self, key: Key) -> frozenset[Key]:
         """The dependencies of one key, asked of its layer (no task built when symbolic)."""
         return self.layer_of(key).dependencies(key)
@@ -319,8 +351,10 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
         Layer dependencies must name layers and form no cycle; every key a task reads
         must be in the graph, in a layer its layer depends on (or in its own layer).
+        Two layers holding one key must build equal tasks for it.
         Costs O(keys); tasks are built only for layers without symbolic dependencies.
         """
+        check_collisions(self)
         for name in self.layers:
             unknown = sorted(set(self.dependencies.get(name, ())) - set(self.layers))
             if unknown:
@@ -434,6 +468,76 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
             [dot, f"-T{fmt}", "-o", str(path)], input=self.to_dot(), text=True, check=True
         )
         return path
+
+
+class LayerCollisionError(ValueError):
+    """Two layers of one graph produce the same key with different tasks.
+
+    >>> from hlg import DataNode
+    >>> a = {("x", 0): DataNode(("x", 0), 1)}
+    >>> b = {("x", 0): DataNode(("x", 0), 2)}
+    >>> HighLevelGraph({"a": a, "b": b})
+    Traceback (most recent call last):
+    ...
+    hlg._graph.LayerCollisionError: layers 'a' and 'b' both produce key ('x', 0), with ...
+    """
+
+
+def check_collisions(graph: HighLevelGraph) -> None:
+    """Refuse a graph where two layers produce one key with different tasks.
+
+    Only layers sharing a key prefix are compared (the prefix index), and layers culled
+    from one layer are never compared: the cost is nil for graphs whose layers have
+    distinct prefixes, and O(keys of the smaller layer) per pair otherwise.
+
+    >>> from hlg import DataNode
+    >>> check_collisions(HighLevelGraph({"a": {"a": DataNode("a", 1)}}))
+    """
+    for names in graph._prefix_index().values():
+        if len(names) < 2:
+            continue
+        layers = [graph.layers[n] for n in names]
+        for i, first in enumerate(layers):
+            for second in layers[i + 1 :]:
+                if first._family() is not second._family():
+                    _check_overlap(first, second)
+
+
+def _check_overlap(first: Layer, second: Layer) -> None:
+    small, large = (first, second) if len(first) <= len(second) else (second, first)
+    for key in small:
+        if key in large:
+            a, b = small[key], large[key]
+            if a is not b and a != b:
+                one, other = sorted((first.name, second.name))
+                raise LayerCollisionError(
+                    f"layers {one!r} and {other!r} both produce key {key!r}, with different "
+                    "tasks; give the layers different output names (builders name a layer "
+                    "after its output: put a token in the name, as dask collections do)"
+                )
+
+
+def _check_same_layer(first: Layer, second: Layer) -> None:
+    """Refuse two different layers under one name (merge keeps one of them)."""
+    if first._family() is second._family() and first.annotations == second.annotations:
+        return
+    try:
+        if tokenize(first) == tokenize(second):
+            return
+    except TypeError:  # not tokenizable: compare what they build
+        if len(first) == len(second) and first.annotations == second.annotations:
+            try:
+                _check_overlap(first, second)
+                if all(key in second for key in first):
+                    return
+            except LayerCollisionError:
+                pass
+    raise LayerCollisionError(
+        f"two different layers are named {first.name!r} ({first!r} and {second!r}); "
+        "merging would keep one and silently drop the other: give them different names "
+        "(builders name a layer after its output: put a token in the name, as dask "
+        "collections do)"
+    )
 
 
 def _dot_string(text: str) -> str:

@@ -131,6 +131,33 @@ class Layer(Mapping[Key, GraphNode]):
         new.annotations = merge_annotations(self.annotations, annotations)
         return new
 
+    def __hlg_tokenize__(self) -> object:
+        """What a token of this layer is made of: its pickled state without caches.
+
+        >>> from hlg import DataNode, tokenize
+        >>> layer = MaterializedLayer({"x": DataNode("x", 1)}, name="x")
+        >>> before = tokenize(layer)
+        >>> layer.prefixes  # a cache, filled on first use: not part of the token
+        frozenset({'x'})
+        >>> tokenize(layer) == before
+        True
+        """
+        reduced = self.__reduce_ex__(4)
+        if isinstance(reduced, str):
+            return reduced
+        parts = list(reduced[:3])
+        if len(parts) == 3 and isinstance(parts[2], dict):
+            parts[2] = {k: v for k, v in parts[2].items() if k not in self._caches}
+        return (type(self), *parts)
+
+    #: Attributes that only cache what other attributes determine (left out of tokens).
+    _caches: ClassVar[frozenset[str]] = frozenset({"_prefixes"})
+
+    def _family(self) -> object:
+        """An object shared by this layer and the layers culled from it (whose tasks are
+        therefore the same): two layers of one family never collide."""
+        return self
+
     def culled_name(self, kept: Iterable[Key]) -> str:
         """A deterministic new name for this layer keeping only ``kept``."""
         return f"{self.name}-cull-{_keyset_token(self.name, kept)}"
@@ -240,6 +267,9 @@ class CulledLayer(Layer):
     def prefixes(self) -> frozenset[str]:
         """The parent's prefixes: a culled layer's keys keep their prefix."""
         return self.parent.prefixes
+
+    def _family(self) -> object:
+        return self.parent._family()
 
 
 class MaterializedLayer(Layer):

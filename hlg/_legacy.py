@@ -28,7 +28,17 @@ from typing import Any
 
 from hlg._gc import gc_paused
 from hlg._keys import Key, iskey
-from hlg._task import _ATOMIC, Alias, DataNode, GraphNode, Task, TaskRef, _scan, check_node
+from hlg._task import (
+    _ATOMIC,
+    Alias,
+    DataNode,
+    GraphNode,
+    Task,
+    TaskRef,
+    _remake,
+    _scan,
+    check_node,
+)
 
 __all__ = ["convert_legacy_graph", "convert_legacy_task"]
 
@@ -158,6 +168,5 @@ def _convert(task: Any, all_keys: Container[Any], key: Key | None = None) -> Any
     if typ is set or typ is frozenset:
         return typ(_convert(item, all_keys) for item in task)
     if isinstance(task, tuple):  # namedtuples and other tuple subclasses
-        items = [_convert(item, all_keys) for item in task]
-        return typ(*items) if hasattr(task, "_fields") else typ(items)
+        return _remake(task, [_convert(item, all_keys) for item in task])
     return task

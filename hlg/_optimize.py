@@ -119,7 +119,7 @@ def fuse_linear(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph:
         while chain[-1] in parent:
             chain.append(parent[chain[-1]])
         nodes = [mats[owner[k]].tasks[k] for k in reversed(chain)]
-        replacement[end] = Task.fuse(*nodes, key=end)
+        replacement[end] = Task.fuse(*nodes, output=end)
     return _rebuild(graph, mats, fused_away, replacement)
 
 

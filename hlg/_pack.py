@@ -21,7 +21,7 @@ import cloudpickle
 from hlg._annotations import Annotations
 from hlg._blobs import BlobRef, Blobs, PackContext, blob_id
 from hlg._get import _flatten
-from hlg._graph import HighLevelGraph
+from hlg._graph import HighLevelGraph, check_collisions
 from hlg._keys import Key, key_prefix
 from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name
 from hlg._packed import PackedGraph, PackedTask
@@ -86,6 +86,7 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
     if not isinstance(graph, HighLevelGraph):
         single = MaterializedLayer(graph, single_layer_graph_name(graph))
         graph = HighLevelGraph({single.name: single}, {single.name: ()})
+    check_collisions(graph)  # two layers, one key, different tasks: never packed
     if keys is not None:
         wanted: list[Key] = []
         _flatten(keys, wanted)

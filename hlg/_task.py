@@ -8,8 +8,10 @@ exactly the positions that hold references.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, final
 
 from hlg._keys import Key, iskey
@@ -25,6 +27,7 @@ __all__ = [
 
 _EMPTY: Final[tuple[Key, ...]] = ()
 _EMPTY_SET: Final[frozenset[Key]] = frozenset()
+_NO_VALUES: Final[Mapping[Key, Any]] = MappingProxyType({})
 # Types that can never hold a reference: the construction walk skips them at once.
 _ATOMIC: Final = frozenset(
     {str, int, float, bool, type(None), bytes, complex, range, slice, type(Ellipsis)}
@@ -143,11 +146,20 @@ def _scan(obj: object, acc: list[Key]) -> bool:
     if typ is TaskRef:
         acc.append(obj.key)  # type: ignore[attr-defined]
         return True
-    if typ is list or typ is tuple or typ is set or typ is frozenset:
+    if typ is list or typ is tuple:
         found = False
         for item in obj:  # type: ignore[attr-defined]
             if type(item) not in _ATOMIC and _scan(item, acc):
                 found = True
+        return found
+    if typ is set or typ is frozenset:  # iteration follows the hash seed: sort what is found
+        inside: list[Key] = []
+        found = False
+        for item in obj:  # type: ignore[attr-defined]
+            if type(item) not in _ATOMIC and _scan(item, inside):
+                found = True
+        inside.sort(key=repr)
+        acc.extend(inside)
         return found
     if typ is dict:
         found = False
@@ -198,11 +210,21 @@ def _resolve(obj: Any, values: Mapping[Key, Any]) -> Any:
     if isinstance(obj, GraphNode):
         return obj(values)
     if isinstance(obj, tuple):
-        items = [_resolve(item, values) for item in obj]
-        if hasattr(obj, "_fields"):  # namedtuple: positional constructor
-            return typ(*items)
-        return typ(items)
+        return _remake(obj, [_resolve(item, values) for item in obj])
     return obj
+
+
+def _remake(obj: tuple[Any, ...], items: list[Any]) -> Any:
+    """A tuple subclass instance like ``obj`` holding ``items``.
+
+    A namedtuple is rebuilt with ``_make`` (what its own ``_replace`` uses), which never
+    goes through a custom ``__new__``; another tuple subclass gets its items as one
+    iterable, as ``tuple`` itself does.
+    """
+    make = getattr(type(obj), "_make", None)
+    if make is not None and hasattr(obj, "_fields"):
+        return make(items)
+    return type(obj)(items)
 
 
 def _rebuild(obj: Any, leaf: Callable[[Any], Any]) -> Any:
@@ -221,8 +243,7 @@ def _rebuild(obj: Any, leaf: Callable[[Any], Any]) -> Any:
     if typ is set or typ is frozenset:
         return typ(_rebuild(item, leaf) for item in obj)
     if isinstance(obj, tuple):
-        items = [_rebuild(item, leaf) for item in obj]
-        return typ(*items) if hasattr(obj, "_fields") else typ(items)
+        return _remake(obj, [_rebuild(item, leaf) for item in obj])
     return leaf(obj)
 
 
@@ -244,22 +265,43 @@ def _same(a: Any, b: Any) -> bool:
     """Compare two argument structures: same container types, equal items.
 
     Objects whose ``==`` is not a plain bool (numpy arrays) are equal when ``==`` holds
-    everywhere (``all``), or when they are the same object.
+    everywhere (``all``) and dtype and shape agree, or when they are the same object.
+    Strict where ``==`` is loose, so that equal structures have equal tokens: ``0.0``
+    and ``-0.0`` differ, and the items of sets and the keys of dicts are matched with
+    their own types (``{1}`` is not ``{1.0}``).
     """
     if a is b:
         return True
     ta = type(a)
     if ta is not type(b):
         return False
+    if ta is float:
+        return bool(a == b) and math.copysign(1.0, a) == math.copysign(1.0, b)
     if ta is list or ta is tuple or isinstance(a, tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if ta is dict:
-        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+        return _same_members(a.keys(), b.keys()) and all(_same(v, b[k]) for k, v in a.items())
+    if ta is set or ta is frozenset:
+        return _same_members(a, b)
     try:
         eq = a == b
-        return eq if type(eq) is bool else bool(getattr(eq, "all", lambda: eq)())
+        if type(eq) is bool:
+            return eq
+        if getattr(a, "dtype", None) != getattr(b, "dtype", None):
+            return False
+        if getattr(a, "shape", None) != getattr(b, "shape", None):
+            return False
+        return bool(getattr(eq, "all", lambda: eq)())
     except (TypeError, ValueError):
         return False
+
+
+def _same_members(a: Any, b: Any) -> bool:
+    """Two sets (or dict key views) holding the same members with the same types."""
+    if len(a) != len(b):
+        return False
+    by_value = {item: item for item in b}
+    return all(item in by_value and _same(item, by_value[item]) for item in a)
 
 
 def _unique(keys: list[Key]) -> tuple[Key, ...]:
@@ -320,6 +362,16 @@ class Task(GraphNode):
 
     Two tasks are equal when they have the same key, the same function (``==``) and
     equal arguments of the same container types; the hash depends on the key only.
+    Equal tasks have equal :func:`hlg.tokenize` tokens.
+
+    ``Task`` cannot be subclassed (see docs/design.md, "Task is final"): put behaviour
+    in the function, e.g. a callable object.
+
+    >>> class Mine(Task):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    TypeError: Task cannot be subclassed (Mine): rebuilt copies (...) are plain Tasks; ...
     """
 
     # Storage, chosen once at construction (see docs/design.md, "Task layout"):
@@ -336,6 +388,12 @@ class Task(GraphNode):
     _args: tuple[Any, ...]
     _deps: tuple[Key, ...] | None
     _plan: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        raise TypeError(
+            f"Task cannot be subclassed ({cls.__name__}): rebuilt copies (substitute, "
+            "pickling, fusion) are plain Tasks; put the behaviour in the task's function instead"
+        )
 
     def __init__(self, key: Key | None, func: Callable[..., Any], /, *args: Any, **kwargs: Any):
         typ = type(key)
@@ -415,8 +473,12 @@ class Task(GraphNode):
         second = args[high.bit_length() - 1]
         return (first,) if first == second else (first, second)
 
-    def __call__(self, values: Mapping[Key, Any], /) -> Any:
-        """Run the task; ``values`` maps each dependency to its result."""
+    def __call__(self, values: Mapping[Key, Any] = _NO_VALUES, /) -> Any:
+        """Run the task; ``values`` maps each dependency to its result (default: none).
+
+        >>> Task("x", sum, [1, 2])()
+        3
+        """
         args: Any = self._args
         kwargs = self.kwargs
         plan = self._plan
@@ -443,9 +505,8 @@ class Task(GraphNode):
         raise err  # a KeyError from an inline task's own function
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if type(other) is not Task:
             return NotImplemented
-        assert isinstance(other, Task)
         return (
             self.key == other.key
             and self._plan == other._plan
@@ -456,6 +517,19 @@ class Task(GraphNode):
 
     def __hash__(self) -> int:
         return hash((Task, self.key))
+
+    def __hlg_tokenize__(self) -> object:
+        """What a token of this task is made of: what equality compares, nothing cached
+        (the dependency tuple, in argument order, is left out: equal tasks may name
+        their keys in another order, e.g. in dicts).
+
+        >>> from hlg import tokenize
+        >>> a = Task("s", sorted, {"p": TaskRef("b"), "q": TaskRef("c")})
+        >>> b = Task("s", sorted, {"q": TaskRef("c"), "p": TaskRef("b")})
+        >>> a == b, tokenize(a) == tokenize(b)
+        (True, True)
+        """
+        return ("Task", self.key, self.func, self.args, self.kwargs)
 
     def __repr__(self) -> str:
         parts = [repr(self.key), _funcname(self.func)]
@@ -486,13 +560,14 @@ class Task(GraphNode):
         return Task(new_key, self.func, *args, **kwargs)
 
     @staticmethod
-    def fuse(*tasks: GraphNode, key: Key | None = None) -> Task:
+    def fuse(*tasks: GraphNode, key: Key | None = None, output: Key | None = None) -> Task:
         """Fuse tasks with one output into a single task that runs each inner task once.
 
-        The inner tasks may form a chain or any small DAG; exactly one of them (the one
-        nothing else in ``tasks`` reads, or the one named by ``key``) is the output.
-        The fused task keeps the output's key and depends on the keys the inner tasks
-        read from outside.
+        The inner tasks may form a chain or any small DAG; one of them is the output:
+        ``output`` names it, by default the one task nothing else in ``tasks`` reads.
+        ``key`` is the fused task's key (as in dask), by default the output's key. The
+        fused task depends on the keys the inner tasks read from outside, and drops each
+        inner result as soon as the last inner task reading it has run.
 
         >>> from operator import add, mul
         >>> a = Task("a", add, TaskRef("x"), 1)
@@ -501,8 +576,11 @@ class Task(GraphNode):
         >>> f = Task.fuse(a, b, c)
         >>> f.key, f.dependencies, f({"x": 1})
         ('c', frozenset({'x'}), 6)
+        >>> g = Task.fuse(a, b, c, key="fused", output="b")
+        >>> g.key, g({"x": 1})
+        ('fused', 4)
         """
-        return _fuse(tasks, key)
+        return _fuse(tasks, key, output)
 
 
 def _flat_task(
@@ -569,7 +647,7 @@ class DataNode(GraphNode):
         """Always empty: a literal reads nothing."""
         return _EMPTY
 
-    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+    def __call__(self, values: Mapping[Key, Any] = _NO_VALUES, /) -> Any:
         """Return the value."""
         return self.value
 
@@ -624,7 +702,7 @@ class Alias(GraphNode):
         """The target key."""
         return (self.target,)
 
-    def __call__(self, values: Mapping[Key, Any], /) -> Any:
+    def __call__(self, values: Mapping[Key, Any] = _NO_VALUES, /) -> Any:
         """Return the target's value."""
         try:
             return values[self.target]
@@ -658,13 +736,25 @@ class FusedCall:
     ``inputs`` (the task's one argument) maps each outside key to its value.
     """
 
-    __slots__ = ("nodes", "output")
+    __slots__ = ("_drops", "nodes", "output")
     nodes: tuple[GraphNode, ...]
     output: Key
+    _drops: tuple[tuple[Key, ...], ...]  # after node i ran: the inner results to let go
 
     def __init__(self, nodes: Iterable[GraphNode], output: Key) -> None:
         self.nodes = tuple(nodes)
         self.output = output
+        last: dict[Key, int] = {}  # inner key -> position of its last reader (or itself)
+        for position, node in enumerate(self.nodes):
+            for dep in node.dependency_tuple:
+                if dep in last:
+                    last[dep] = position
+            last[node.key] = position  # type: ignore[index]
+        drops: list[list[Key]] = [[] for _ in self.nodes]
+        for inner, position in last.items():
+            if inner != output:
+                drops[position].append(inner)
+        self._drops = tuple(tuple(d) for d in drops)
 
     @property
     def __name__(self) -> str:  # shown in Task reprs
@@ -672,8 +762,10 @@ class FusedCall:
 
     def __call__(self, inputs: dict[Key, Any]) -> Any:
         values = dict(inputs)
-        for node in self.nodes:
+        for node, drops in zip(self.nodes, self._drops, strict=True):
             values[node.key] = node(values)  # type: ignore[index]
+            for inner in drops:  # its last reader has run: hold it no longer
+                del values[inner]
         return values[self.output]
 
     def __eq__(self, other: object) -> bool:
@@ -691,7 +783,7 @@ class FusedCall:
         return (FusedCall, (self.nodes, self.output))
 
 
-def _fuse(tasks: tuple[GraphNode, ...], key: Key | None) -> Task:
+def _fuse(tasks: tuple[GraphNode, ...], key: Key | None, output: Key | None) -> Task:
     if not tasks:
         raise ValueError("Task.fuse needs at least one task")
     by_key: dict[Key, GraphNode] = {}
@@ -701,23 +793,26 @@ def _fuse(tasks: tuple[GraphNode, ...], key: Key | None) -> Task:
         if task.key in by_key:
             raise ValueError(f"Task.fuse got key {task.key!r} twice")
         by_key[task.key] = task
+    _check_key(key, "Task.fuse")
     read_inside = {dep for t in tasks for dep in t.dependency_tuple if dep in by_key}
-    if key is None:
+    if output is None:
         outputs = [k for k in by_key if k not in read_inside]
         if len(outputs) != 1:
             raise ValueError(
                 f"Task.fuse needs exactly one output (a task no other fused task reads); "
-                f"found {outputs!r}; pass key= to choose"
+                f"found {outputs!r}; pass output= to choose"
             )
-        key = outputs[0]
-    elif key not in by_key:
-        raise ValueError(f"Task.fuse: output key {key!r} is not among the tasks")
+        output = outputs[0]
+    elif output not in by_key:
+        raise ValueError(f"Task.fuse: output {output!r} is not the key of one of the tasks")
+    if key is None:
+        key = output
     if len(tasks) == 1 and isinstance(tasks[0], Task):
-        return tasks[0]
+        return tasks[0] if key == output else tasks[0].substitute({}, key=key)
     from hlg._get import postorder  # the one depth-first walk (hlg._get imports this module)
 
     # Inner nodes in topological order, walking arguments in order: never hash order.
     keys = postorder(by_key, lambda k: [d for d in by_key[k].dependency_tuple if d in by_key])
     order = [by_key[k] for k in keys]
     outside = dict.fromkeys(dep for n in order for dep in n.dependency_tuple if dep not in by_key)
-    return Task(key, FusedCall(order, key), {dep: TaskRef(dep) for dep in outside})
+    return Task(key, FusedCall(order, output), {dep: TaskRef(dep) for dep in outside})

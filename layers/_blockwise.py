@@ -80,6 +80,11 @@ def _concatenate(arrays: Any, axes: list[int], depth: int) -> Any:
     import numpy as np
 
     if not axes:
+        if isinstance(arrays, list):
+            raise ValueError(
+                f"concatenate_axes: lists are nested deeper than the {depth} axes given; "
+                "give one axis per nesting level"
+            )
         return arrays
     if not isinstance(arrays, list):
         raise ValueError(
@@ -178,6 +183,7 @@ class Blockwise(Layer):
                 raise ValueError(f"output block {block!r} is not a block of shape {self.shape}")
         self._maps = tuple(self._axis_maps(i) for i in range(len(self.indices)))
         self._constant_deps = template.constant_dependencies()
+        self._lineage = object()  # shared with the layers culled from this one
         self._simple = self._simple_plan()
         self.__dict__["_prefixes"] = frozenset({output})
 
@@ -375,6 +381,21 @@ class Blockwise(Layer):
         culled.output_blocks = frozenset(blocks)
         culled.name = self.culled_name((self.output, *b) for b in blocks)
         return culled, frozenset(external)
+
+    def _family(self) -> object:
+        return self._lineage
+
+    def __hlg_tokenize__(self) -> object:
+        """The constructor's parts and the annotations (no cached plan).
+
+        >>> from operator import neg
+        >>> from hlg import tokenize
+        >>> a = blockwise(neg, "y", "i", "x", "i", numblocks={"x": (3,)})
+        >>> b = blockwise(neg, "y", "i", "x", "i", numblocks={"x": (3,)})
+        >>> tokenize(a) == tokenize(b), tokenize(a) == tokenize(a.replace(output="z"))
+        (True, False)
+        """
+        return ("Blockwise", self._parts(), dict(self.annotations))
 
     def replace(self, **changes: Any) -> Blockwise:
         """A copy with some constructor arguments changed (annotations kept exactly)."""

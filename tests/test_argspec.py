@@ -84,7 +84,8 @@ def test_compose_is_one_template() -> None:
     assert task.dependency_tuple == ("a", "b")
     assert task({"a": 1, "b": 2}) == 21
     twice = fused.compose(0, ArgSpec(neg, Placeholder(0)))
-    assert twice.fill("u", [None, 2, 3, TaskRef("z")])({"z": 4}) == 2
+    assert twice.nholes == 3  # hole 0 was used up: the others moved down
+    assert twice.fill("u", [2, 3, TaskRef("z")])({"z": 4}) == 2
 
 
 def test_equality_and_pickle() -> None:

@@ -621,8 +621,18 @@ def test_construction_rejects_bad_layer_names_and_dependencies() -> None:
         HighLevelGraph({"A": a}, {"A": ["Z"]})
     with pytest.raises(ValueError, match=r"dependencies name layers that are not in the graph"):
         HighLevelGraph({"A": a}, {"A": [], "Q": []})
-    with pytest.raises(TypeError, match=r"not an hlg\.Layer"):
-        HighLevelGraph({"A": {"a": DataNode("a", 1)}})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"layer 'A' is a list, not an hlg\.Layer"):
+        HighLevelGraph({"A": [DataNode("a", 1)]})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"convert dask-style graphs"):
+        HighLevelGraph({"A": {"a": (abs, 1)}})  # a legacy tuple, not a node
+
+
+def test_a_plain_mapping_layer_is_wrapped() -> None:
+    """As in dask, a dict of nodes stands for a materialized layer of that name."""
+    g = HighLevelGraph({"a": {"x": DataNode("x", 1)}, "b": {"y": Task("y", abs, TaskRef("x"))}})
+    assert isinstance(g.layers["a"], MaterializedLayer) and g.layers["a"].name == "a"
+    assert g.dependencies == {"a": frozenset(), "b": frozenset({"a"})}
+    assert get(g, "y") == 1
 
 
 def test_validate_reports_a_dependency_on_a_layer_that_is_not_there() -> None:

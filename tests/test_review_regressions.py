@@ -52,8 +52,9 @@ def test_materialized_layers_with_other_tasks_get_other_names() -> None:
     a = MaterializedLayer({"x": DataNode("x", 1)})
     b = MaterializedLayer({"x": DataNode("x", 2)})
     assert a.name != b.name
-    merged = HighLevelGraph.merge(HighLevelGraph({a.name: a}), HighLevelGraph({b.name: b}))
-    assert len(merged.layers) == 2
+    # other names, but one key with two different tasks: refused, never "first one wins"
+    with pytest.raises(hlg.LayerCollisionError, match="both produce key 'x'"):
+        HighLevelGraph.merge(HighLevelGraph({a.name: a}), HighLevelGraph({b.name: b}))
 
 
 def test_tuple_annotations_survive_packing() -> None:
@@ -68,7 +69,12 @@ def test_fuse_linear_reads_the_key_the_graph_reads() -> None:
     a = MaterializedLayer({"x": DataNode("x", 1)}, name="A")
     b = MaterializedLayer({"x": DataNode("x", 2)}, name="B")
     c = MaterializedLayer({"y": Task("y", add, TaskRef("x"), 0)}, name="C")
-    g = HighLevelGraph({"A": a, "B": b, "C": c}, {"C": ["A"]})
+    # Two layers holding "x" with different tasks: which one "y" reads was a guess; such
+    # a graph is refused when it is built.
+    with pytest.raises(hlg.LayerCollisionError, match="layers 'A' and 'B' both produce key 'x'"):
+        HighLevelGraph({"A": a, "B": b, "C": c}, {"C": ["A"]})
+    same = MaterializedLayer({"x": DataNode("x", 1)}, name="B")  # equal tasks: no collision
+    g = HighLevelGraph({"A": a, "B": same, "C": c}, {"C": ["A"]})
     assert hlg.get(hlg.fuse_linear(g, ["y"]), "y") == hlg.get(g, "y") == 1
 
 

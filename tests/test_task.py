@@ -220,7 +220,9 @@ def test_fuse_errors() -> None:
     b = Task("b", add, TaskRef("x"), 2)
     with pytest.raises(ValueError, match=r"exactly one output .*\['a', 'b'\]"):
         Task.fuse(a, b)
-    assert Task.fuse(a, b, key="b")({"x": 0}) == 2
+    assert Task.fuse(a, b, output="b")({"x": 0}) == 2
+    with pytest.raises(ValueError, match="pass output= to choose"):
+        Task.fuse(a, b, key="b")  # key= names the fused task, as in dask: never the output
     with pytest.raises(ValueError, match="got key 'a' twice"):
         Task.fuse(a, a)
     with pytest.raises(ValueError, match="at least one"):
