@@ -167,11 +167,7 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
     def _prefix_index(self) -> dict[str, tuple[str, ...]]:
         if self._index is None:
-            index: dict[str, list[str]] = {}
-            for name, layer in self.layers.items():
-                for prefix in layer.prefixes:
-                    index.setdefault(prefix, []).append(name)
-            self._index = {p: tuple(names) for p, names in index.items()}
+            self._index = _index_of(self.layers)
         return self._index
 
     def _find_layer(self, key: Key) -> Layer | None:
@@ -470,6 +466,15 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
         return path
 
 
+def _index_of(layers: Mapping[str, Layer]) -> dict[str, tuple[str, ...]]:
+    """Key prefix -> names of the layers whose keys start with it."""
+    index: dict[str, list[str]] = {}
+    for name, layer in layers.items():
+        for prefix in layer.prefixes:
+            index.setdefault(prefix, []).append(name)
+    return {p: tuple(names) for p, names in index.items()}
+
+
 class LayerCollisionError(ValueError):
     """Two layers of one graph produce the same key with different tasks.
 
@@ -493,7 +498,7 @@ def check_collisions(graph: HighLevelGraph) -> None:
     >>> from hlg import DataNode
     >>> check_collisions(HighLevelGraph({"a": {"a": DataNode("a", 1)}}))
     """
-    for names in graph._prefix_index().values():
+    for names in _index_of(graph.layers).values():  # afresh: ``layers`` is a public dict
         if len(names) < 2:
             continue
         layers = [graph.layers[n] for n in names]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hlg import ArgSpec, Placeholder, Task, TaskRef
+from hlg import ArgSpec, Placeholder, Task, TaskRef, tokenize
 
 
 def identity(x: Any) -> Any:
@@ -141,3 +141,52 @@ def test_composition_equals_nested_tasks(f0: Any, f1: Any, f2: Any) -> None:
     inner_value = inner.fill("i", [f1, f2])(VALUES)
     expected = outer.fill("o", [f0, TaskRef("i")])({**VALUES, "i": inner_value})
     assert fused.fill("o", [f0, f1, f2])(VALUES) == expected
+
+
+def test_compose_leaves_no_dead_hole() -> None:
+    def add3(a: int, b: int, c: int) -> int:
+        return a + b + c
+
+    outer = ArgSpec(add3, Placeholder(0), Placeholder(1), Placeholder(2))
+    fused = outer.compose(1, ArgSpec(mul, Placeholder(0), Placeholder(1)))
+    assert fused == ArgSpec(
+        add3, Placeholder(0), ArgSpec(mul, Placeholder(2), Placeholder(3)), Placeholder(1)
+    )
+    assert fused.nholes == 4  # 3 - 1 + 2: exactly the holes it uses
+    assert fused.fill("k", [1, 2, 3, 4])() == 1 + 3 * 4 + 2
+    shared = outer.compose(0, ArgSpec(mul, Placeholder(0), 10), {0: 1})  # reads outer's hole 2
+    assert shared.nholes == 2 and shared.fill("k", [5, 7])() == 7 * 10 + 5 + 7
+    with pytest.raises(ValueError, match="hole 3 is not a hole of this template"):
+        outer.compose(3, ArgSpec(neg, Placeholder(0)))
+    with pytest.raises(ValueError, match=r"does not place inner holes \[1\]"):
+        outer.compose(0, ArgSpec(mul, Placeholder(0), Placeholder(1)), {0: 2})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (Placeholder(0), TaskRef("c")),
+        (TaskRef("c"), Placeholder(0)),
+        ([Placeholder(0), TaskRef("c")], 1),
+        (Placeholder(0), ArgSpec(neg, TaskRef("c"))),
+    ],
+    ids=["ref-after", "ref-before", "in-list", "nested-call"],
+)
+def test_a_filled_template_equals_the_hand_built_task(args: tuple[Any, ...]) -> None:
+    spec = ArgSpec(both, *args)
+    fills = [TaskRef("a")]
+
+    def by_hand(arg: Any) -> Any:
+        if type(arg) is Placeholder:
+            return fills[arg.index]
+        if type(arg) is ArgSpec:
+            return Task(None, arg.func, *[by_hand(a) for a in arg.args])
+        if type(arg) is list:
+            return [by_hand(a) for a in arg]
+        return arg
+
+    expected = Task("k", both, *[by_hand(a) for a in args])
+    built = spec.fill("k", fills)
+    assert built == expected and tokenize(built) == tokenize(expected)
+    assert built.dependency_tuple == expected.dependency_tuple
+    assert built({"a": 1, "c": 2}) == expected({"a": 1, "c": 2})

@@ -610,3 +610,12 @@ def test_fill_counts_the_built_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_mul_with_block_index_provider() -> None:
     layer = blockwise(mul, "z", "i", BlockIndex((3,)), "i", 2, None)
     assert [layer[k]({}) for k in layer] == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_concatenate_axes_refuses_nesting_deeper_than_its_axes() -> None:
+    a = np.ones((2, 2))
+    with pytest.raises(ValueError, match="nested deeper than the 1 axes given"):
+        concatenate_axes([[a, a], [a, a]], [0])  # numpy would add a dimension silently
+    with pytest.raises(ValueError, match="expected lists nested 2 deep"):
+        concatenate_axes([a, a], [0, 1])
+    assert concatenate_axes([[a, a], [a, a]], [1, 0]).shape == (4, 4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Container
 from operator import add
 from typing import Any, NamedTuple
@@ -702,3 +702,20 @@ def test_dask_agrees_on_the_pinned_cases() -> None:
     for dsk, key in cases:
         want = dask.get(dask_task_spec.convert_legacy_graph(dsk), key)
         assert same(hlg.get(convert_legacy_graph(dsk), key), want), dsk
+
+
+class Shifted(namedtuple("Shifted", ["x", "y"])):
+    """A namedtuple whose constructor takes other arguments than its fields."""
+
+    def __new__(cls, x: Any) -> Shifted:
+        return super().__new__(cls, x, x + 1)
+
+
+def test_namedtuple_with_a_custom_new_converts() -> None:
+    def identity(value: Any) -> Any:
+        return value
+
+    graph = convert_legacy_graph({"a": 5, "t": (identity, Shifted(1)._replace(y="a"))})
+    assert graph["t"].dependencies == {"a"}
+    out = hlg.get(graph, "t")
+    assert type(out) is Shifted and tuple(out) == (1, 5)

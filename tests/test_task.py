@@ -337,3 +337,108 @@ def test_dependencies_and_results_match_oracle(args: list[Any]) -> None:
         back = pickle.loads(dumps(t))
         assert back == t
         assert back(VALUES) == t(VALUES)
+
+
+# -- fused tasks release what they no longer need ------------------------------------------
+
+
+class Block:
+    """A result whose live instances are counted."""
+
+    live = 0
+    peak = 0
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        Block.live += 1
+        Block.peak = max(Block.peak, Block.live)
+
+    def __del__(self) -> None:
+        Block.live -= 1
+
+
+def step(block: Block) -> Block:
+    return Block(block.value + 1)
+
+
+def test_a_fused_chain_holds_at_most_two_intermediate_results() -> None:
+    chain = [Task("c0", Block, 0)] + [
+        Task(f"c{i}", step, TaskRef(f"c{i - 1}")) for i in range(1, 10)
+    ]
+    fused = Task.fuse(*chain)
+    Block.live = Block.peak = 0
+    result = fused()
+    assert result.value == 9  # oracle: nine steps after 0
+    assert Block.peak == 2  # an input and the result of the step reading it (dask: 2)
+    del result
+    assert Block.live == 0
+
+
+def test_a_fused_diamond_releases_each_result_after_its_last_reader() -> None:
+    # r -> (a, b) -> out; a and b read r; r must go once both have run
+    def pair(a: Block, b: Block) -> Block:
+        return Block(a.value + b.value)
+
+    tasks = [
+        Task("r", Block, 1),
+        Task("a", step, TaskRef("r")),
+        Task("b", step, TaskRef("r")),
+        Task("o", pair, TaskRef("a"), TaskRef("b")),
+        Task("z", step, TaskRef("o")),
+    ]
+    Block.live = Block.peak = 0
+    assert Task.fuse(*tasks)().value == 5
+    assert Block.peak == 3  # r, a, b alive while the pair runs; never all five
+
+
+def test_fuse_key_names_the_fused_task_and_output_chooses_the_value() -> None:
+    a = Task("a", add, TaskRef("x"), 1)
+    b = Task("b", mul, TaskRef("a"), 2)
+    assert Task.fuse(a, b, key="ab").key == "ab"  # as in dask: the new task's key
+    assert Task.fuse(a, b, key="ab")({"x": 1}) == 4  # the output is still b
+    assert Task.fuse(a, b).key == "b"
+    inner = Task.fuse(a, b, output="a")
+    assert inner.key == "a" and inner({"x": 1}) == 2
+    with pytest.raises(ValueError, match="output 'q' is not the key of one of the tasks"):
+        Task.fuse(a, b, output="q")
+    with pytest.raises(TypeError, match=r"Task\.fuse key must be"):
+        Task.fuse(a, b, key=3)  # type: ignore[arg-type]
+    assert Task.fuse(a, key="renamed") == Task("renamed", add, TaskRef("x"), 1)
+
+
+# -- defaults and the final class -----------------------------------------------------------
+
+
+def test_running_without_values_means_no_values() -> None:
+    assert Task("s", sum, [1, 2, 3])() == 6
+    assert DataNode("d", 4)() == 4
+    with pytest.raises(MissingDependencyError, match="needs the value of key 'x'"):
+        Task("y", abs, TaskRef("x"))()
+    with pytest.raises(MissingDependencyError, match="needs the value of key 'x'"):
+        Alias("y", "x")()
+
+
+def test_task_cannot_be_subclassed() -> None:
+    with pytest.raises(TypeError, match=r"Task cannot be subclassed \(Retrying\)"):
+
+        class Retrying(Task):  # type: ignore[misc]
+            pass
+
+
+class Shifted(namedtuple("Shifted", ["x", "y"])):
+    """A namedtuple whose constructor takes other arguments than its fields."""
+
+    def __new__(cls, x: Any) -> Shifted:
+        return super().__new__(cls, x, x + 1)
+
+
+def test_namedtuple_with_a_custom_new_is_rebuilt_with_its_items() -> None:
+    value = Shifted(1)._replace(y=TaskRef("b"))
+    task = Task("t", list, value)
+    out = task({"b": 10})
+    assert out == [1, 10]
+    assert type(task({"b": 10})) is list
+    renamed = task.substitute({"b": "c"})
+    assert renamed({"c": 5}) == [1, 5]
+    held = Task("u", lambda s: s, value)({"b": 7})
+    assert type(held) is Shifted and tuple(held) == (1, 7)
