@@ -53,6 +53,16 @@ def dask_chain(n: int) -> Any:
     return ((x + 1) * 2).T + x
 
 
+def dask_layers(n: int) -> dict[str, tuple[Any, str]]:
+    """A fresh dask graph per call, with the names of its layers matching hlg's ``a``
+    (``x + 1``, aligned) and ``c`` (``b.T + x``, the final layer)."""
+    x = da.ones((n, n), chunks=(1, 1))
+    a = x + 1
+    c = (a * 2).T + x
+    graph = c.__dask_graph__()
+    return {"a": (graph, a.name), "c": (graph, c.name)}
+
+
 def best(func: Callable[[], Any], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -110,6 +120,26 @@ def measure(n: int, repeat: int, dask_materialize: bool) -> list[Row]:
     rows.append(
         ("materialize all tasks", f"{ntasks_h:,} tasks", t_h * 1e6, t_d and t_d * 1e6, "µs/task")
     )
+
+    # one Blockwise layer, the Mapping path users take (dict(layer): keys(), then one
+    # __getitem__ per key) and the explicit materialize(); dask: dict of a fresh layer
+    # (dask layers cache their materialization), tuple keys on both sides
+    for name, what in (("a", "x + 1"), ("c", "b.T + x")):
+        layer = g.layers[name]
+        size = len(layer)
+        t_dict = best(lambda layer=layer: dict(layer), repeat) / size
+        t_mat = best(layer.materialize, repeat) / size
+        t_d = None
+        if blocks <= 250_000 or dask_materialize:
+            fresh = [dask_layers(n)[name] for _ in range(repeat)]
+
+            def dask_dict(fresh: list[tuple[Any, str]] = fresh) -> Any:
+                graph, layer_name = fresh.pop()
+                return dict(graph.layers[layer_name])
+
+            t_d = best(dask_dict, repeat) / size
+        for label, t_h in ((f"dict(layer) of {what}", t_dict), (f"{what}.materialize()", t_mat)):
+            rows.append((label, f"{size:,} tasks", t_h * 1e6, t_d and t_d * 1e6, "µs/task"))
 
     # packing: bytes and client time
     data = hlg.pack(g)

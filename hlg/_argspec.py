@@ -267,6 +267,15 @@ class ArgSpec:
             )
         deps = None if plan else ()
 
+        if positions == tuple((i, i) for i in range(len(base))):  # every argument a hole
+
+            def direct(key: Key | None, fills: Sequence[Any]) -> Task:
+                if len(fills) < nholes:
+                    raise ValueError(f"this template has {nholes} holes; got {len(fills)} fills")
+                return _rebuild_task(key, func, tuple(fills), kwargs, deps, plan)
+
+            return direct
+
         def flat(key: Key | None, fills: Sequence[Any]) -> Task:
             if len(fills) < nholes:
                 raise ValueError(f"this template has {nholes} holes; got {len(fills)} fills")

@@ -185,6 +185,23 @@ class Blockwise(Layer):
         self._constant_deps = template.constant_dependencies()
         self._lineage = object()  # shared with the layers culled from this one
         self._simple = self._simple_plan()
+        self._aligned: tuple[str, ...] | None = None  # the input names, when all are aligned
+        if self._simple is not None and all(
+            is_ref and getter is None for _, getter, is_ref in self._simple[0]
+        ):
+            self._aligned = tuple(target for target, _, _ in self._simple[0])
+        refs = None  # (input name, getter) per argument, when every argument is a block
+        if self._simple is not None and all(is_ref for _, _, is_ref in self._simple[0]):
+            refs = tuple((target, getter) for target, getter, _ in self._simple[0])
+        # what __getitem__ reads first, in one attribute
+        self._fast: tuple[int, str, tuple[int, ...], Any, Any, Any] = (
+            len(self.shape) + 1,
+            self.output,
+            self.shape,
+            self._aligned,
+            refs,
+            None if self._simple is None else self._simple[2],
+        )
         self.__dict__["_prefixes"] = frozenset({output})
 
     # -- structure --------------------------------------------------------------------
@@ -287,20 +304,39 @@ class Blockwise(Layer):
             fills = [self._fill(p, block) for p in range(len(self.indices))]
             return self.template.fill(key, fills)
         holes, _, filler = simple
+        aligned = self._aligned
+        if aligned is not None:  # every argument a block of the output's coordinates
+            return filler(key, [(target, *block) for target in aligned])  # type: ignore[no-any-return]
         padded = (*block, 0)
-        fills = []
-        for target, getter, is_ref in holes:
-            coords = block if getter is None else getter(padded)
-            fills.append((target, *coords) if is_ref else target.value(coords))
+        fills = [
+            (
+                (target, *(block if getter is None else getter(padded)))
+                if is_ref
+                else target.value(block if getter is None else getter(padded))
+            )
+            for target, getter, is_ref in holes
+        ]
         task: GraphNode = filler(key, fills)
         return task
 
     def materialize(self) -> dict[Key, GraphNode]:
         """Build every task, without re-checking keys the layer itself produced."""
         out: dict[Key, GraphNode] = {}
+        _, _, _, aligned, refs, filler = self._fast
         with gc_paused():
-            for key in self:
-                out[key] = self._build(key, key[1:])  # type: ignore[arg-type]
+            if aligned is not None:
+                for key in self:
+                    block = key[1:]
+                    out[key] = filler(key, [(t, *block) for t in aligned])
+            elif refs is not None:
+                for key in self:
+                    block = key[1:]
+                    padded = (*block, 0)
+                    fills = [(t, *(block if g is None else g(padded))) for t, g in refs]
+                    out[key] = filler(key, fills)
+            else:
+                for key in self:
+                    out[key] = self._build(key, key[1:])  # type: ignore[arg-type]
         return out
 
     def block_values_read(self, position: int, block: tuple[int, ...]) -> Any:
@@ -340,10 +376,27 @@ class Blockwise(Layer):
         return (head + block for block in _box(self.shape))
 
     def __getitem__(self, key: Key) -> GraphNode:
+        # The common case inline (a tuple key of int coordinates, as iteration yields):
+        # ``dict(layer)`` calls this once per key, so its checks are the per-task cost.
+        length, output, shape, aligned, refs, filler = self._fast
+        if type(key) is tuple and len(key) == length and key[0] == output:
+            block = key[1:]
+            for c, n in zip(block, shape):  # noqa: B905 - lengths checked above
+                if type(c) is not int or c < 0 or c >= n:
+                    break
+            else:
+                kept = self.output_blocks  # culled copies share _fast: always check
+                if kept is None or block in kept:
+                    if aligned is not None:  # _build's first case, inlined
+                        return filler(key, [(t, *block) for t in aligned])  # type: ignore[no-any-return]
+                    if refs is not None:  # every argument a block: permuted or broadcast
+                        padded = (*block, 0)
+                        fills = [(t, *(block if g is None else g(padded))) for t, g in refs]
+                        return filler(key, fills)  # type: ignore[no-any-return]
+                    return self._build(key, block)  # type: ignore[arg-type]
         if key not in self:
             raise KeyError(key)
-        block = tuple([int(c) for c in key[1:]])
-        return self._build(key, block)
+        return self._build(key, tuple([int(c) for c in key[1:]]))
 
     def _fill(self, position: int, block: tuple[int, ...]) -> Any:
         target, _ = self.indices[position]

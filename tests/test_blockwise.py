@@ -619,3 +619,36 @@ def test_concatenate_axes_refuses_nesting_deeper_than_its_axes() -> None:
     with pytest.raises(ValueError, match="expected lists nested 2 deep"):
         concatenate_axes([a, a], [0, 1])
     assert concatenate_axes([[a, a], [a, a]], [1, 0]).shape == (4, 4)
+
+
+@given(
+    st.sampled_from(["ij", "ji", "i", "j"]),
+    st.sampled_from(["ij", "ji"]),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.booleans(),
+)
+def test_the_mapping_path_builds_what_the_template_builds(
+    first: str, second: str, n: int, m: int, cull: bool
+) -> None:
+    """dict(layer), materialize() and layer[key] take shortcuts; the oracle is the
+    template filled with each task's input keys, the general path."""
+    dims = {"i": n, "j": m}
+    nb = {"x": tuple(dims[c] for c in first), "y": tuple(dims[c] for c in second)}
+    layer = blockwise(add, "z", "ij", "x", first, "y", second, numblocks=nb)
+    if cull:
+        layer = layer.cull([("z", 0, 0)])[0]
+    expected = {}
+    for _, i, j in [(None, i, j) for i in range(n) for j in range(m)]:
+        if cull and (i, j) != (0, 0):
+            continue
+        coords = {"i": i, "j": j}
+        x_key = ("x", *[coords[c] for c in first])
+        y_key = ("y", *[coords[c] for c in second])
+        expected[("z", i, j)] = Task(("z", i, j), add, TaskRef(x_key), TaskRef(y_key))
+    assert dict(layer) == layer.materialize() == expected
+    assert {k: layer[k] for k in expected} == expected
+    if cull and (n, m) != (1, 1):
+        outside = ("z", n - 1, m - 1)
+        with pytest.raises(KeyError):
+            layer[outside]
