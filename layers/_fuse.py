@@ -20,7 +20,8 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
     """Fuse chains (and trees) of Blockwise layers by composing their templates.
 
         A producer ``P`` is fused into its consumer ``C`` when all of these hold (each
-        refusal is logged with its reason): ``C`` is ``P``'s only dependent layer, none of
+        refusal is logged with its reason): ``C`` is ``P``'s only dependent layer among
+        the layers ``keys`` need (a layer they do not need is dropped with ``P``), none of
         ``keys`` is in ``P``, ``C`` reads ``P`` through exactly one argument and without
         contraction, ``P`` itself contracts nothing and adds no axes, ``P`` is not culled,
         the block counts agree, and both layers have equal annotations. The fused layer
@@ -49,9 +50,20 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
     for name, layer in layers.items():
         for prefix in layer.prefixes:
             owners.setdefault(prefix, []).append(name)
+    # Layers the requested keys need: a layer outside them (left over in the graph) does
+    # not keep a producer from fusing; it is dropped when the producer is fused away.
+    needed = set(requested)
+    stack = list(requested)
+    while stack:
+        for dep in deps[stack.pop()]:
+            if dep not in needed:
+                needed.add(dep)
+                stack.append(dep)
+    if not needed:
+        needed = set(layers)
     refused: dict[tuple[str, str], str] = {}
     for name in reversed(graph.topological_layers()):
-        if name not in layers or not isinstance(layers[name], Blockwise):
+        if name not in layers or name not in needed or not isinstance(layers[name], Blockwise):
             continue
         while True:
             consumer = layers[name]
@@ -64,10 +76,13 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
                 producer = layers[producer_name]
                 if not isinstance(producer, Blockwise):
                     continue
-                reason = _refusal(consumer, producer, dependents[producer_name], requested)
+                readers = dependents[producer_name] & needed
+                reason = _refusal(consumer, producer, readers, requested)
                 if reason:
                     refused[(producer_name, name)] = reason  # the last word on this pair
                     continue
+                for unused in sorted(dependents[producer_name] - needed):
+                    _drop(unused, layers, deps, dependents)
                 layers[name] = _compose(consumer, producer)
                 del layers[producer_name]
                 deps[name] = (deps[name] - {producer_name}) | deps.pop(producer_name)
@@ -83,6 +98,23 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
             report_refusal(f"fuse_blockwise: not fusing {producer_name!r} into {name!r}: {reason}")
     order = [n for n in graph.layers if n in layers]
     return HighLevelGraph({n: layers[n] for n in order}, {n: deps[n] for n in order})
+
+
+def _drop(
+    name: str,
+    layers: dict[str, Layer],
+    deps: dict[str, set[str]],
+    dependents: dict[str, set[str]],
+) -> None:
+    """Remove a layer no requested key needs, and the layers reading it (neither needed)."""
+    if name not in layers:
+        return
+    for reader in sorted(dependents[name]):
+        _drop(reader, layers, deps, dependents)
+    for dep in deps.pop(name):
+        dependents[dep].discard(name)
+    del dependents[name]
+    del layers[name]
 
 
 def _inputs(layer: Blockwise) -> list[str]:

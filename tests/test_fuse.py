@@ -101,6 +101,24 @@ def test_chain_with_upstream_materialized_layer() -> None:
     fused.validate()
 
 
+def test_a_dependent_the_keys_do_not_need_does_not_block_fusion() -> None:
+    x = src()
+    y = unary(neg, "y", "x")
+    a = unary(abs, "a", "y")
+    b = blockwise(mul, "b", "i", "y", "i", 2, None, numblocks={"y": (4,)})
+    unused = unary(neg, "u", "b")  # reads b, which only the unrequested b reads
+    g = graph_of(x, y, a, b, unused, deps={"y": ["x"], "a": ["y"], "b": ["y"], "u": ["b"]})
+    keys = list(a)
+    fused, messages = optimize(g, keys)
+    assert messages == []
+    assert list(fused.layers) == ["a"]  # b (and u reading it) dropped: nothing needs them
+    assert same_results(fused, g, keys) == [0, 1, 2, 3]
+    fused.validate()
+    # fuse, then cull: the same result as cull, then fuse
+    culled_first, _ = optimize(hlg.cull(g, keys), keys)
+    assert list(culled_first.layers) == list(hlg.cull(fused, keys).layers) == ["a"]
+
+
 def test_stops_at_a_layer_with_several_dependents() -> None:
     x = src()
     y = unary(neg, "y", "x")
@@ -555,9 +573,16 @@ def test_every_unfused_producer_has_a_logged_reason(case: Any) -> None:
     )
     optimized, messages = optimize(stripped, keys)
     dependents = stripped.dependents()
-    # every surviving non-root layer must have a reason to survive
+    needed, stack = {root}, [root]
+    while stack:
+        for dep in stripped.dependencies[stack.pop()]:
+            if dep not in needed:
+                needed.add(dep)
+                stack.append(dep)
+    # every surviving non-root layer the keys need must have a reason to survive (the
+    # pass does not fuse layers the keys do not need)
     for name in optimized.layers:
-        if name == root or not dependents[name]:
+        if name == root or not dependents[name] or name not in needed:
             continue
         assert any(f"not fusing {name!r}" in m for m in messages), (name, messages)
 
