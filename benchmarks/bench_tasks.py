@@ -1,8 +1,8 @@
 """Benchmark hlg's task spec against ``dask._task_spec`` and a plain-CPython floor, side by side.
 
-Run ``python benchmarks/bench_tasks.py [--n N] [--repeat R] [--markdown]``; docs/benchmarks.md
-explains the table. Three graph shapes of N nodes each: ``chain`` (node i adds 1 to node
-i-1), ``fan-in`` (N/2 literal leaves, N/2 tasks each summing a list of 8 leaves) and
+Run ``python benchmarks/bench_tasks.py [--n N] [--repeat R] [--shape S] [--markdown]``;
+docs/benchmarks.md explains the table. Three graph shapes of N nodes each: ``chain``
+(node i adds 1 to node i-1, keys ``("chain", i)``), ``fan-in`` (N/2 literal leaves, N/2 tasks each summing a list of 8 leaves) and
 ``tree`` (a binary ``add`` reduction). Every timing is the best of R runs, the libraries
 interleaved in one process; the garbage collector stays on (unless a row says "GC off")
 but objects alive before a measurement are frozen out of it (``gc.freeze``), so each run
@@ -568,11 +568,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=100_000, help="nodes per shape (100000)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per timing, best kept (5)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--shape", choices=list(SHAPES), action="append", help="only these shapes (all)"
+    )
     args = parser.parse_args(argv)
     if args.n < 2 * FAN_K or args.repeat < 1:
         parser.error(f"need --n >= {2 * FAN_K} and --repeat >= 1")
     header = environment(args.n, args.repeat)
-    rows = [row for shape in SHAPES for row in bench_shape(shape, args.n, args.repeat)]
+    shapes = args.shape or list(SHAPES)
+    rows = [row for shape in shapes for row in bench_shape(shape, args.n, args.repeat)]
     rows.sort(key=lambda row: (OPERATIONS.index(row.operation), list(SHAPES).index(row.shape)))
     render = render_markdown if args.markdown else render_text
     print(f"{header}; load average at end {os.getloadavg()[0]:.1f}")
