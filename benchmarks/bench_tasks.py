@@ -3,10 +3,11 @@
 Run ``python benchmarks/bench_tasks.py [--n N] [--repeat R] [--shape S] [--markdown]``;
 docs/benchmarks.md explains the table. Three graph shapes of N nodes each: ``chain``
 (node i adds 1 to node i-1, keys ``("chain", i)``), ``fan-in`` (N/2 literal leaves, N/2
-tasks each summing a list of 8 leaves) and ``tree`` (a binary ``add`` reduction). Every timing is the best of R runs, the libraries
-interleaved in one process; the garbage collector stays on (unless a row says "GC off")
-but objects alive before a measurement are frozen out of it (``gc.freeze``), so each run
-pays for collecting only what it allocates. Figures are per node, literal leaves included.
+tasks each summing a list of 8 leaves) and ``tree`` (a binary ``add`` reduction). Every
+timing is the best of R runs, the libraries interleaved in one process; the garbage
+collector stays on (unless a row says "GC off") but objects alive before a measurement
+are frozen out of it (``gc.freeze``), so each run pays for collecting only what it
+allocates. Figures are per node, literal leaves included.
 """
 
 from __future__ import annotations
