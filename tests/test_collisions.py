@@ -123,3 +123,11 @@ def test_from_collections_refuses_a_collision() -> None:
 
 def test_a_collision_error_is_a_value_error() -> None:
     assert issubclass(LayerCollisionError, ValueError)
+
+
+def test_cullings_of_one_layer_pack_and_unpack() -> None:
+    g = on_source(x_with(neg))
+    merged = HighLevelGraph.merge(g.cull([("x", 0), ("x", 1)]), g.cull([("x", 1), ("x", 2)]))
+    packed = hlg.unpack(hlg.pack(merged))  # the scheduler side rebuilds both layers
+    assert sorted(packed) == sorted(merged)
+    assert hlg.get(packed, [("x", 1), ("x", 2)]) == [-1, -2]
