@@ -84,7 +84,7 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
                 raise ValueError(f"layer stored under {name!r} is named {layer.name!r}")
             self.layers[name] = layer
         self._index: dict[str, tuple[str, ...]] | None = None
-        check_collisions(self)
+        check_collisions(self, _CHEAP_WALK)
         if dependencies is None:
             dependencies = self._infer_dependencies()
         deps: dict[str, frozenset[str]] = {}
@@ -488,12 +488,20 @@ class LayerCollisionError(ValueError):
     """
 
 
-def check_collisions(graph: HighLevelGraph) -> None:
+# Construction compares two unrelated layers sharing a prefix key by key only up to this
+# size (or when both hold their tasks already); bigger pairs are checked by validate()
+# and pack. Construction runs on the scheduler too (unpack), where a walk over the keys
+# a message declares must never happen.
+_CHEAP_WALK = 10_000
+
+
+def check_collisions(graph: HighLevelGraph, limit: int | None = None) -> None:
     """Refuse a graph where two layers produce one key with different tasks.
 
     Only layers sharing a key prefix are compared (the prefix index), and layers culled
     from one layer are never compared: the cost is nil for graphs whose layers have
-    distinct prefixes, and O(keys of the smaller layer) per pair otherwise.
+    distinct prefixes, and O(keys of the smaller layer) per pair otherwise. With
+    ``limit``, pairs of symbolic layers whose smaller one has more keys are skipped.
 
     >>> from hlg import DataNode
     >>> check_collisions(HighLevelGraph({"a": {"a": DataNode("a", 1)}}))
@@ -504,8 +512,18 @@ def check_collisions(graph: HighLevelGraph) -> None:
         layers = [graph.layers[n] for n in names]
         for i, first in enumerate(layers):
             for second in layers[i + 1 :]:
-                if first._family() is not second._family():
-                    _check_overlap(first, second)
+                if first._family() is second._family():
+                    continue
+                if (
+                    limit is not None
+                    and min(len(first), len(second)) > limit
+                    and not (
+                        isinstance(first, MaterializedLayer)
+                        and isinstance(second, MaterializedLayer)
+                    )
+                ):
+                    continue
+                _check_overlap(first, second)
 
 
 def _check_overlap(first: Layer, second: Layer) -> None:

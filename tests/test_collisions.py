@@ -131,3 +131,16 @@ def test_cullings_of_one_layer_pack_and_unpack() -> None:
     packed = hlg.unpack(hlg.pack(merged))  # the scheduler side rebuilds both layers
     assert sorted(packed) == sorted(merged)
     assert hlg.get(packed, [("x", 1), ("x", 2)]) == [-1, -2]
+
+
+def test_big_symbolic_layers_are_compared_by_validate_and_pack() -> None:
+    """Construction does not walk two big symbolic layers (it also runs on the scheduler,
+    in unpack); validate() and pack do, and refuse."""
+    n = 110  # 12,100 blocks: above what construction walks
+    x1 = layers.blockwise(neg, "x", "ij", layers.BlockIndex((n, n)), "ij", name="x1")
+    x2 = layers.blockwise(abs, "x", "ij", layers.BlockIndex((n, n)), "ij", name="x2")
+    g = HighLevelGraph({"x1": x1, "x2": x2})
+    with pytest.raises(LayerCollisionError, match=r"'x1' and 'x2' both produce key \('x', 0, 0\)"):
+        g.validate()
+    with pytest.raises(LayerCollisionError, match="'x1' and 'x2'"):
+        hlg.pack(g)
