@@ -7,6 +7,9 @@ from hlg._argspec import Placeholder as Placeholder
 from hlg._blobs import BlobRef as BlobRef
 from hlg._blobs import Blobs as Blobs
 from hlg._blobs import PackContext as PackContext
+from hlg._callbacks import Callback as Callback
+from hlg._callbacks import ProgressBar as ProgressBar
+from hlg._compute import compute as compute
 from hlg._get import CycleError as CycleError
 from hlg._get import MissingKeyError as MissingKeyError
 from hlg._get import get as get
@@ -28,10 +31,12 @@ from hlg._optimize import cull as cull
 from hlg._optimize import fuse_linear as fuse_linear
 from hlg._optimize import optimize as optimize
 from hlg._optimize import report_refusal as report_refusal
+from hlg._order import order as order
 from hlg._pack import pack as pack
 from hlg._pack import unpack as unpack
 from hlg._packed import PackedGraph as PackedGraph
 from hlg._packed import PackedTask as PackedTask
+from hlg._processes import WorkerDiedError as WorkerDiedError
 from hlg._registry import LayerKind as LayerKind
 from hlg._registry import UnpackContext as UnpackContext
 from hlg._registry import layer_kind as layer_kind
@@ -55,6 +60,7 @@ __all__ = [
     "ArgSpec",
     "BlobRef",
     "Blobs",
+    "Callback",
     "CulledLayer",
     "CycleError",
     "DataNode",
@@ -75,11 +81,14 @@ __all__ = [
     "PackedTask",
     "Pass",
     "Placeholder",
+    "ProgressBar",
     "Task",
     "TaskRef",
     "UnpackContext",
+    "WorkerDiedError",
     "__version__",
     "annotate",
+    "compute",
     "convert_legacy_graph",
     "convert_legacy_task",
     "cull",
@@ -90,6 +99,7 @@ __all__ = [
     "layer_kind",
     "normalize_token",
     "optimize",
+    "order",
     "pack",
     "register_layer_kind",
     "report_refusal",

@@ -59,23 +59,25 @@ class MissingKeyError(KeyError):
 
 
 def _flatten(keys: Any, out: list[Key]) -> None:
-    if type(keys) is list:
-        if keys and iskey(tuple(keys)) and not all(iskey(k) for k in keys):
+    if iskey(keys):
+        out.append(keys)
+    elif type(keys) is list or type(keys) is tuple:  # a tuple that is not a key nests
+        if type(keys) is list and keys and iskey(tuple(keys)) and not all(iskey(k) for k in keys):
             raise TypeError(
                 f"{keys!r} is a list, not a key: a key with indices is a tuple, {tuple(keys)!r}"
             )
         for k in keys:
             _flatten(k, out)
-    elif iskey(keys):
-        out.append(keys)
     else:
-        raise TypeError(f"expected a key or a (nested) list of keys; got {keys!r}")
+        raise TypeError(f"expected a key or a (nested) list or tuple of keys; got {keys!r}")
 
 
 def _pack(keys: Any, values: Mapping[Key, Any]) -> Any:
+    if iskey(keys):
+        return values[keys]
     if type(keys) is list:
         return [_pack(k, values) for k in keys]
-    return values[keys]
+    return tuple(_pack(k, values) for k in keys)
 
 
 def _lookup(graph: Mapping[Key, Any], key: Key, needed_by: Key | None) -> GraphNode:
@@ -162,7 +164,8 @@ def toposort(graph: Mapping[Key, Any], keys: Iterable[Key]) -> dict[Key, GraphNo
 def get(graph: Mapping[Key, Any], keys: Any) -> Any:
     """Compute ``keys`` from ``graph`` on the calling thread.
 
-    ``keys`` is one key or a nested list of keys; the result has the same structure.
+    ``keys`` is one key or nested lists/tuples of keys (a tuple that is a key is a key);
+    the result has the same structure.
     Each intermediate result is released as soon as its last dependent has run. An
     exception from a task propagates unchanged, with a note naming the failing key.
 

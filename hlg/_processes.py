@@ -1,0 +1,366 @@
+"""The processes driver: the parent schedules packed tasks; worker processes run them.
+
+The parent packs the graph (or takes a ``PackedGraph``), orders it and dispatches
+``PackedTask``s — key, dependencies, runspec — with their dependencies' results as the
+bytes the workers sent back. It never unpickles a payload: workers answer with a msgpack
+header (task, status, duration) and pickled results as raw frames, which the parent
+stores and forwards as they are. Only the requested outputs are unpickled, by
+:func:`compute_processes` after the run (the client's step); :func:`run_packed` alone
+returns them as bytes.
+
+Workers are ``multiprocessing`` processes of the ``spawn`` (default) or ``fork``
+context, one duplex pipe each, started per computation and stopped in ``finally``. Each
+receives the graph's blobs once and unpickles a code blob once per process (by content
+id). Ready tasks go out in batches when there are many; a worker that dies (killed,
+``os._exit``) is noticed through its process sentinel and fails the computation with
+:class:`WorkerDiedError` naming the keys it held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import signal
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import cloudpickle
+import msgspec
+
+from hlg._blobs import Blobs
+from hlg._callbacks import CallbackGroup
+from hlg._get import _note
+from hlg._graph import HighLevelGraph, HLGCollection
+from hlg._keys import Key
+from hlg._order import Plan
+from hlg._order import plan as make_plan
+from hlg._pack import pack, unpack
+from hlg._packed import PackedGraph, PackedTask
+from hlg._schedule import Schedule
+from hlg._source import flatten_keys, rebuild_keys
+
+__all__ = ["WorkerDiedError", "compute_processes", "run_packed"]
+
+_INLINE = 1 << 16  # results and arguments below this size travel inside the header
+_MAX_BATCH = 64  # tasks per message, at most
+_IN_FLIGHT = 2  # messages a worker may have queued (so it never waits for the parent)
+_STOP = b"stop"
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended while it held tasks; ``keys`` are the tasks it held.
+
+    >>> str(WorkerDiedError(1234, -9, [("x", 0)]))
+    "hlg: worker process 1234 died (exit code -9) while running key ('x', 0)"
+    """
+
+    def __init__(self, pid: int | None, exitcode: int | None, keys: Sequence[Key]) -> None:
+        self.pid = pid
+        self.exitcode = exitcode
+        self.keys = list(keys)
+        if not self.keys:
+            what = "while idle"
+        elif len(self.keys) == 1:
+            what = f"while running key {self.keys[0]!r}"
+        else:
+            what = f"while running keys {', '.join(repr(k) for k in self.keys)}"
+        super().__init__(f"hlg: worker process {pid} died (exit code {exitcode}) {what}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.pid, self.exitcode, self.keys))
+
+
+# -- worker side ---------------------------------------------------------------------------
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        return bytes(cloudpickle.dumps(value, protocol=5))
+
+
+def _dump_error(err: BaseException) -> bytes:
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    try:
+        data = _dumps(err)
+        pickle.loads(data)  # it must come back on the other side too
+    except Exception:
+        data = _dumps(RuntimeError(f"{type(err).__name__}: {err}"))
+    return msgspec.msgpack.encode([data, text])
+
+
+def _worker_main(conn: Any, blob_data: list[bytes], blob_ids: list[bytes]) -> None:
+    """A worker's loop: receive a batch, run it, send the results back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    blobs = Blobs(blob_data, blob_ids)
+    encode = msgspec.msgpack.encode
+    while True:
+        try:
+            header = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if header == _STOP:
+            return
+        batch = pickle.loads(header)
+        tasks = [
+            (tid, key, deps, runspec, [conn.recv_bytes() if v is None else v for v in args])
+            for tid, key, deps, runspec, args in batch
+        ]
+        out: list[list[Any]] = []
+        frames: list[bytes] = []
+        for tid, key, deps, runspec, args in tasks:
+            try:
+                start = time.perf_counter()
+                values = {d: pickle.loads(v) for d, v in zip(deps, args, strict=True)}
+                node = PackedTask(key, deps, runspec).unpack(blobs)
+                data = _dumps(node(values))
+                elapsed = time.perf_counter() - start
+            except BaseException as err:
+                out.append([tid, 1, 0.0, _dump_error(err)])
+                continue
+            if len(data) < _INLINE:
+                out.append([tid, 0, elapsed, data])
+            else:
+                out.append([tid, 0, elapsed, None])
+                frames.append(data)
+        conn.send_bytes(encode(out))
+        for frame in frames:
+            conn.send_bytes(frame)
+
+
+# -- parent side ---------------------------------------------------------------------------
+
+
+class _Worker:
+    __slots__ = ("conn", "inflight", "process")
+
+    def __init__(self, process: Any, conn: Any) -> None:
+        self.process = process
+        self.conn = conn
+        self.inflight: list[list[int]] = []  # positions per message sent, oldest first
+
+
+def _start(context: str, n: int, blobs: Blobs) -> list[_Worker]:
+    ctx: Any = multiprocessing.get_context(context)
+    workers: list[_Worker] = []
+    try:
+        for _ in range(n):
+            parent, child = ctx.Pipe(duplex=True)
+            process = ctx.Process(
+                target=_worker_main,
+                args=(child, blobs.data, blobs.ids),
+                name="hlg-worker",
+                daemon=True,
+            )
+            process.start()
+            child.close()
+            workers.append(_Worker(process, parent))
+    except BaseException:
+        _stop(workers, graceful=False)
+        raise
+    return workers
+
+
+def _stop(workers: list[_Worker], graceful: bool) -> None:
+    """Stop every worker: ask politely after success, terminate after a failure."""
+    for w in workers:
+        if graceful:
+            with contextlib.suppress(OSError):
+                w.conn.send_bytes(_STOP)
+        else:
+            w.process.terminate()
+    for w in workers:
+        w.process.join(timeout=5 if graceful else 1)
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join()
+        w.conn.close()
+        w.process.close()
+
+
+def _raise_remote(data: bytes, key: Key) -> None:
+    """Re-raise a worker's exception (the one payload the parent unpickles: on failure)."""
+    blob, text = msgspec.msgpack.decode(data)
+    err = pickle.loads(blob)
+    _note(err, key)
+    notes = [*getattr(err, "__notes__", []), f"hlg: traceback in the worker:\n{text.rstrip()}"]
+    err.__notes__ = notes
+    raise err
+
+
+class _Dispatch:
+    """The parent's loop over one plan."""
+
+    def __init__(self, plan: Plan, workers: list[_Worker], callbacks: CallbackGroup) -> None:
+        self.plan = plan
+        self.schedule = Schedule(plan)
+        self.workers = workers
+        self.callbacks = callbacks
+        self.results: dict[int, bytes] = {}
+        packed = plan.source.packed
+        assert packed is not None
+        self.tasks = packed.__getitem__
+
+    def send(self, worker: _Worker, batch: list[int]) -> None:
+        keys = self.plan.keys
+        deps = self.plan.deps
+        results = self.results
+        header: list[tuple[Any, ...]] = []
+        frames: list[bytes] = []
+        for i in batch:
+            task = self.tasks(keys[i])
+            args: list[bytes | None] = []
+            for d in deps[i]:
+                data = results[d]
+                if len(data) < _INLINE:
+                    args.append(data)
+                else:
+                    args.append(None)
+                    frames.append(data)
+            # dependencies in position order, as the values above
+            names = tuple(keys[d] for d in deps[i])
+            header.append((i, task.key, names, task.runspec, args))
+            if self.callbacks:
+                self.callbacks.task_start(task.key)
+        worker.conn.send_bytes(pickle.dumps(header, protocol=5))
+        for frame in frames:
+            worker.conn.send_bytes(frame)
+        worker.inflight.append(batch)
+
+    def dispatch(self) -> None:
+        schedule = self.schedule
+        free = [w for w in self.workers if len(w.inflight) < _IN_FLIGHT]
+        while free and schedule.nready:
+            size = max(1, min(_MAX_BATCH, schedule.nready // len(self.workers)))
+            for w in list(free):
+                batch: list[int] = []
+                while len(batch) < size:
+                    i = schedule.pop()
+                    if i < 0:
+                        break
+                    batch.append(i)
+                if not batch:
+                    return
+                self.send(w, batch)
+                if len(w.inflight) >= _IN_FLIGHT:
+                    free.remove(w)
+
+    def receive(self, worker: _Worker) -> None:
+        try:
+            header = worker.conn.recv_bytes()
+            out = msgspec.msgpack.decode(header)
+            payloads = [
+                data if data is not None else worker.conn.recv_bytes() for _, _, _, data in out
+            ]
+        except (EOFError, OSError):
+            self.died(worker)
+        worker.inflight.pop(0)
+        keys = self.plan.keys
+        schedule = self.schedule
+        results = self.results
+        failed: tuple[int, bytes] | None = None
+        for (tid, status, elapsed, _), data in zip(out, payloads, strict=True):
+            if status:
+                if schedule.retry(tid):
+                    continue
+                if failed is None:
+                    failed = (tid, data)
+                continue
+            results[tid] = data
+            for r in schedule.done(tid):
+                del results[r]
+            if self.callbacks:
+                self.callbacks.task_finish(keys[tid], elapsed)
+        if failed is not None:
+            tid, data = failed
+            try:
+                _raise_remote(data, keys[tid])
+            except BaseException as err:
+                self.callbacks.error(keys[tid], err)
+                raise
+
+    def died(self, worker: _Worker) -> NoReturn:
+        worker.process.join(timeout=1)
+        keys = [self.plan.keys[i] for batch in worker.inflight for i in batch]
+        raise WorkerDiedError(worker.process.pid, worker.process.exitcode, keys)
+
+    def run(self) -> None:
+        schedule = self.schedule
+        by_conn = {w.conn: w for w in self.workers}
+        by_sentinel = {w.process.sentinel: w for w in self.workers}
+        waitables = [*by_conn, *by_sentinel]
+        while not schedule.finished:
+            self.dispatch()
+            for ready in multiprocessing.connection.wait(waitables):
+                worker = by_conn.get(ready)
+                if worker is not None:
+                    self.receive(worker)
+                elif not by_sentinel[ready].conn.poll():  # died, nothing left to read
+                    self.died(by_sentinel[ready])
+
+
+def run_packed(
+    packed: PackedGraph,
+    keys: Sequence[Key],
+    num_workers: int,
+    callbacks: CallbackGroup,
+    context: str = "spawn",
+) -> dict[Key, bytes]:
+    """Run ``keys`` of a packed graph on worker processes; return their pickled results.
+
+    The parent never unpickles a payload here (see the module docstring).
+
+    >>> import hlg, pickle
+    >>> packed = hlg.unpack(hlg.pack({"x": hlg.DataNode("x", 1)}))
+    >>> out = run_packed(packed, ["x"], 1, CallbackGroup(()))
+    >>> pickle.loads(out["x"])
+    1
+    """
+    if context not in ("spawn", "fork", "forkserver"):
+        raise ValueError(f"unknown process start method {context!r}; use 'spawn' or 'fork'")
+    plan = make_plan(packed, list(keys))
+    if callbacks:
+        callbacks.start([plan.keys[i] for i in plan.outputs], len(plan))
+    ok = False
+    try:
+        if not plan.keys:
+            ok = True
+            return {}
+        workers = _start(context, max(1, min(num_workers, len(plan))), packed.blobs)
+        try:
+            run = _Dispatch(plan, workers, callbacks)
+            run.run()
+            ok = True
+        finally:
+            _stop(workers, graceful=ok)
+    finally:
+        if callbacks:
+            callbacks.finish(ok)
+    return {plan.keys[i]: run.results[i] for i in plan.outputs}
+
+
+def compute_processes(
+    graph: Any,
+    keys: Any,
+    num_workers: int,
+    callbacks: CallbackGroup,
+    context: str = "spawn",
+) -> Any:
+    """Pack (unless given a PackedGraph), run on processes, unpickle the outputs."""
+    wanted: list[Key] = []
+    flatten_keys(keys, wanted)
+    unique = list(dict.fromkeys(wanted))
+    if isinstance(graph, PackedGraph):
+        packed = graph
+    else:
+        if isinstance(graph, HLGCollection) and not isinstance(graph, HighLevelGraph):
+            graph = graph.__hlg_graph__()
+        packed = unpack(pack(graph, unique)) if unique else unpack(pack({}))
+    raw = run_packed(packed, unique, num_workers, callbacks, context)
+    values = {key: pickle.loads(data) for key, data in raw.items()}  # the client's step
+    return rebuild_keys(keys, values)
