@@ -49,6 +49,7 @@ _INLINE = 1 << 16  # results and arguments below this size travel inside the hea
 _MAX_BATCH = 64  # tasks per message, at most
 _IN_FLIGHT = 2  # messages a worker may have queued (so it never waits for the parent)
 _STOP = b"stop"
+_BUSY_BUDGET = 32 << 10  # bytes a busy worker may be sent (well under a pipe's buffer)
 
 
 class WorkerDiedError(RuntimeError):
@@ -227,28 +228,55 @@ class _Dispatch:
             header.append((i, task.key, names, task.runspec, args))
             if self.callbacks:
                 self.callbacks.task_start(task.key)
-        worker.conn.send_bytes(pickle.dumps(header, protocol=5))
-        for frame in frames:
-            worker.conn.send_bytes(frame)
         worker.inflight.append(batch)
+        try:
+            worker.conn.send_bytes(pickle.dumps(header, protocol=5))
+            for frame in frames:
+                worker.conn.send_bytes(frame)
+        except OSError:  # a broken pipe: the worker is gone
+            self.died(worker)
 
     def dispatch(self) -> None:
+        """Send ready tasks to workers with room.
+
+        A worker that is busy may be writing results to the parent while the parent
+        writes to it; both would block once a pipe's buffer is full. So a busy worker
+        only receives messages that fit in a pipe buffer (small arguments, few tasks);
+        anything larger waits for an idle worker, which is reading.
+        """
         schedule = self.schedule
+        deps = self.plan.deps
+        results = self.results
         free = [w for w in self.workers if len(w.inflight) < _IN_FLIGHT]
+        free.sort(key=lambda w: len(w.inflight))  # idle workers first
+        held_back: list[int] = []
         while free and schedule.nready:
             size = max(1, min(_MAX_BATCH, schedule.nready // len(self.workers)))
             for w in list(free):
+                busy = bool(w.inflight)
+                budget = _BUSY_BUDGET
                 batch: list[int] = []
                 while len(batch) < size:
                     i = schedule.pop()
                     if i < 0:
                         break
+                    if busy:
+                        cost = 256 + sum(len(results[d]) for d in deps[i])
+                        if cost > budget:
+                            held_back.append(i)
+                            break
+                        budget -= cost
                     batch.append(i)
-                if not batch:
-                    return
-                self.send(w, batch)
-                if len(w.inflight) >= _IN_FLIGHT:
+                if batch:
+                    self.send(w, batch)
+                if not batch or len(w.inflight) >= _IN_FLIGHT:
                     free.remove(w)
+                if not schedule.nready:
+                    break
+        for i in held_back:
+            schedule.put_back(i)
+        if not any(w.inflight for w in self.workers):  # pragma: no cover - a bug, not a hang
+            raise RuntimeError("hlg: the processes scheduler has nothing to run or wait for")
 
     def receive(self, worker: _Worker) -> None:
         try:

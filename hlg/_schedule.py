@@ -79,6 +79,10 @@ class Schedule:
         ready = self._ready
         return self._by_priority[heapq.heappop(ready)] if ready else -1
 
+    def put_back(self, i: int) -> None:
+        """Make popped task ``i`` runnable again (a driver could not start it yet)."""
+        heapq.heappush(self._ready, self._priority[i])
+
     def retry(self, i: int) -> bool:
         """Position ``i`` failed: hand it back and say True if its layer's ``retries``
         annotation allows another run, else say False."""

@@ -40,6 +40,18 @@ class _Run:
         self.stop = False
 
     def work(self) -> None:
+        try:
+            self._work()
+        except BaseException as err:  # a failure of the loop itself: never leave run() waiting
+            with self.cond:
+                if self.failure is None:
+                    self.failure = (err, "<scheduler>")
+                self.stop = True
+                self.done.set()
+                self.cond.notify_all()
+            raise
+
+    def _work(self) -> None:
         schedule = self.schedule
         keys = self.plan.keys
         node_of = self.plan.node

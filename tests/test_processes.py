@@ -209,3 +209,51 @@ def test_worker_died_error_message() -> None:
     err = hlg.WorkerDiedError(7, 3, ["a", ("b", 1)])
     assert str(err) == "hlg: worker process 7 died (exit code 3) while running keys 'a', ('b', 1)"
     assert pickle.loads(pickle.dumps(err)).keys == ["a", ("b", 1)]
+
+
+def index_sum(index: tuple[int, int]) -> int:
+    return index[0] * 1000 + index[1]
+
+
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+def test_100000_blockwise_tasks_on_processes() -> None:
+    from hlg import layers
+
+    x = layers.blockwise(index_sum, "x", "ij", layers.BlockIndex((100, 500)), "ij")
+    y = layers.blockwise(plus_one, "y", "ij", "x", "ij", numblocks={"x": (100, 500)})
+    graph = HighLevelGraph({"x": x, "y": y}, {"y": ["x"]})
+    keys = [("y", i, j) for i in range(100) for j in range(500)]
+    got = hlg.compute(graph, keys, scheduler="processes", num_workers=2, context="fork")
+    assert got == [i * 1000 + j + 1 for i in range(100) for j in range(500)]
+
+
+_BIG_BOTH_WAYS = """
+import time
+import numpy as np
+import hlg
+from hlg import Task, TaskRef
+def make(i):
+    if i == 20:  # the second worker's batch starts late: it is busy when arguments come
+        time.sleep(1.0)
+    return np.full(200_000, float(i))
+g = {}
+for i in range(40):
+    g[("big", i)] = Task(("big", i), make, i)
+    g[("sum", i)] = Task(("sum", i), np.sum, TaskRef(("big", i)))
+g["all"] = Task("all", sum, [TaskRef(("sum", i)) for i in range(40)])
+print(hlg.compute(g, "all", scheduler="processes", num_workers=2, context="fork"))
+"""
+
+
+def test_large_results_both_ways_do_not_deadlock() -> None:
+    # workers write large results while the parent sends large arguments: a parent that
+    # wrote large messages to a busy worker would block with the worker blocked on it
+    # (this hangs, killed by the timeout, without the busy-worker budget)
+    done = subprocess.run(
+        [sys.executable, "-c", _BIG_BOTH_WAYS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 200_000 * sum(range(40))
