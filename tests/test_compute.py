@@ -386,3 +386,69 @@ def test_no_thread_left_after_success(tmp_path: Path) -> None:
     assert threading.active_count() == before
     assert threads_alive() == 0
     assert os.getpid() > 0 and time.monotonic() > 0
+
+
+# -- order and release ----------------------------------------------------------------------
+
+
+class Counted:
+    """An object that knows how many of its kind are alive."""
+
+    alive = 0
+    peak = 0
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        Counted.alive += 1
+        Counted.peak = max(Counted.peak, Counted.alive)
+
+    def __del__(self) -> None:
+        Counted.alive -= 1
+
+
+def leaf(i: int) -> Counted:
+    return Counted(i)
+
+
+def merge(*parts: Counted) -> Counted:
+    return Counted(sum(p.value for p in parts))
+
+
+def counted_tree(n: int, split: int) -> tuple[dict[Any, Any], Any]:
+    g: dict[Any, Any] = {("l", i): Task(("l", i), leaf, i) for i in range(n)}
+    level = list(g)
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        nxt = []
+        for j in range(0, len(level), split):
+            key = (f"m{depth}", j // split)
+            g[key] = Task(key, merge, *[TaskRef(k) for k in level[j : j + split]])
+            nxt.append(key)
+        level = nxt
+    return g, level[0]
+
+
+@pytest.mark.parametrize("scheduler", LOCAL)
+def test_results_are_released_after_their_last_reader(scheduler: str) -> None:
+    g, out = counted_tree(512, 8)  # three levels of 8-ary merges
+    Counted.alive = Counted.peak = 0
+    result = hlg.compute(g, out, scheduler=scheduler, num_workers=1)
+    assert result.value == sum(range(512))
+    del result
+    assert Counted.alive == 0
+    # one branch per level (8 results each, plus the one being built), never the 512 leaves
+    assert Counted.peak <= 3 * 8 + 1
+
+
+def test_sync_runs_tasks_in_priority_order() -> None:
+    g, out = counted_tree(64, 4)
+    started: list[Any] = []
+
+    class Starts(hlg.Callback):
+        def task_start(self, key: Any) -> None:
+            started.append(key)
+
+    hlg.compute(g, out, scheduler="sync", callbacks=[Starts()])
+    prio = hlg.order(g, out)
+    assert started == sorted(prio, key=prio.__getitem__)
