@@ -7,8 +7,9 @@ Three parts, each figure the best of ``--repeat`` runs, ratios hlg / dask:
   ``dask.multiprocessing.get``, on the same graph shapes (chain, binary tree, wide);
 * ordering: ``hlg.order`` against ``dask.order.order`` — time per task and the peak number
   of results held when the tasks run one by one in that order (simulated identically);
-* a numpy workload, ``(x + x.T).sum()`` on blocks of 500 x 500, with threads, against
-  ``dask.array`` with its threaded scheduler (and both single-threaded).
+* a numpy workload, ``(x + x.T).sum()`` on blocks of 500 x 500 (blocks made with
+  GIL-releasing ufuncs), with threads, against ``dask.array`` with its threaded scheduler
+  (and both single-threaded).
 
     python benchmarks/bench_schedulers.py             # the recorded run
     python benchmarks/bench_schedulers.py --markdown  # tables for docs/benchmarks.md
@@ -109,7 +110,7 @@ def wide(n: int, T: Any, R: Any, D: Any) -> tuple[dict[Any, Any], Any]:
 SHAPES = {"chain": chain, "tree": tree, "wide": wide}
 
 
-def overhead(n: int, n_proc: int, repeat: int) -> list[Row]:
+def overhead(n: int, repeat: int) -> list[Row]:
     rows: list[Row] = []
     for name, shape in SHAPES.items():
         hg, hk = shape(n, hlg.Task, hlg.TaskRef, hlg.DataNode)
@@ -126,6 +127,11 @@ def overhead(n: int, n_proc: int, repeat: int) -> list[Row]:
             t_h, t_d = t_h / len(hg), t_d / len(dg)
             rows.append((f"{name}: {ours} vs {theirs}", size, t_h * 1e6, t_d * 1e6, "µs/task"))
         print(f"  {name} local done", file=sys.stderr)
+    return rows
+
+
+def processes(n_proc: int, repeat: int) -> list[Row]:
+    rows: list[Row] = []
     workers = os.cpu_count() or 1
     one_h = {"x": hlg.Task("x", inc, 1)}
     one_d = {"x": DTask("x", inc, 1)}
@@ -280,7 +286,9 @@ def ordering(repeat: int, scale: int) -> list[Row]:
 
 
 def block(index: tuple[int, int], size: int) -> np.ndarray:
-    return np.random.default_rng(index[0] * 1000 + index[1]).standard_normal((size, size))
+    """A block made by GIL-releasing numpy work (ufuncs on a large array)."""
+    base = np.arange(size * size, dtype=np.float64).reshape(size, size)
+    return np.sin(base * (index[0] + 1) + index[1]) * np.cos(base)
 
 
 def make_block(size: int, block_id: Any = None) -> np.ndarray:
@@ -338,6 +346,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["overhead", "processes", "order", "numpy"],
+        help="what to run",
+    )
     args = parser.parse_args()
     scale = 1
     if args.quick:
@@ -347,9 +361,15 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, hlg {hlg.__version__}, dask {dask.__version__}, "
         f"numpy {np.__version__}",
     )
-    rows = overhead(args.n, args.n_processes, args.repeat)
-    rows += ordering(args.repeat, scale)
-    rows += numpy_workload(4_000 // scale, 500, args.repeat)
+    rows: list[Row] = []
+    if "overhead" in args.parts:
+        rows += overhead(args.n, args.repeat)
+    if "processes" in args.parts:
+        rows += processes(args.n_processes, args.repeat)
+    if "order" in args.parts:
+        rows += ordering(args.repeat, scale)
+    if "numpy" in args.parts:
+        rows += numpy_workload(4_000 // scale, 500, args.repeat)
     print(render(rows, args.markdown))
     return 0
 
