@@ -228,6 +228,26 @@ def random_spec(n: int, seed: int) -> tuple[Spec, list[Any]]:
     return spec, [k for k in spec if k not in read]
 
 
+def shuffle_spec(n: int) -> tuple[Spec, list[Any]]:
+    """The tasks of an n -> n ``layers.Shuffle`` (max_branch 32) over n literal partitions."""
+    inp = hlg.MaterializedLayer({("inp", i): hlg.DataNode(("inp", i), i) for i in range(n)}, "inp")
+    out = layers.Shuffle("out", "inp", n, n, _split, _concat)
+    graph = hlg.HighLevelGraph({"inp": inp, "out": out}, {"out": ["inp"]})
+    spec: Spec = {}
+    for layer in graph.layers.values():
+        for key in layer:
+            spec[key] = layer.dependency_tuple(key)
+    return spec, [("out", q) for q in range(n)]
+
+
+def _split(part: Any, k: int, stage: int) -> list[Any]:
+    return [part] * k
+
+
+def _concat(parts: list[Any]) -> Any:
+    return parts
+
+
 def peak_held(spec: Spec, priority: dict[Any, int], outputs: list[Any]) -> int:
     readers = dict.fromkeys(spec, 0)
     for deps in spec.values():
@@ -251,6 +271,7 @@ def ordering(repeat: int, scale: int) -> list[Row]:
         f"tree reduction, {10_000 // scale:,} chunks, split 8": tree_spec(10_000 // scale, 8),
         f"(x + x.T).sum(), {100 // scale}x{100 // scale} blocks": xxt_spec(100 // scale),
         "random DAG": random_spec(20_000 // scale, 1),
+        f"shuffle, {1_000 // scale:,} partitions": shuffle_spec(1_000 // scale),
     }
     for name, (spec, outputs) in shapes.items():
         hg = {

@@ -140,8 +140,22 @@ def dask_priorities(spec: Spec) -> dict[Any, int]:
     return {k: getattr(v, "priority", v) for k, v in dask.order.order(graph).items()}
 
 
+def shuffle_spec(n: int) -> tuple[Spec, list[Any]]:
+    from hlg import MaterializedLayer, layers
+
+    inp = MaterializedLayer({("inp", i): DataNode(("inp", i), i) for i in range(n)}, "inp")
+    out = layers.Shuffle("out", "inp", n, n, lambda p, k, s: [p] * k, lambda ps: ps, 8)
+    spec: Spec = {}
+    for layer in (inp, out):
+        for key in layer:
+            deps = layer.dependency_tuple(key)
+            spec[key] = (0, deps, "task" if deps else "data")
+    return spec, [("out", q) for q in range(n)]
+
+
 @pytest.mark.parametrize(
-    "shape", ["tree-10000/8", "xxt-40", "random-3000-1", "random-3000-2", "random-3000-3"]
+    "shape",
+    ["tree-10000/8", "xxt-40", "random-3000-1", "random-3000-2", "random-3000-3", "shuffle-200"],
 )
 def test_holds_no_more_results_than_dask_order(shape: str) -> None:
     if shape.startswith("tree"):
@@ -150,6 +164,8 @@ def test_holds_no_more_results_than_dask_order(shape: str) -> None:
     elif shape.startswith("xxt"):
         spec, out = xxt_spec(40)
         outputs = [out]
+    elif shape.startswith("shuffle"):
+        spec, outputs = shuffle_spec(200)
     else:
         _, n, seed = shape.split("-")
         spec = random_spec(int(n), int(seed))
