@@ -215,16 +215,19 @@ class _Dispatch:
         frames: list[bytes] = []
         for i in batch:
             task = self.tasks(keys[i])
+            names = task.dependency_tuple  # what the worker's PackedTask will say it reads
+            ds = deps[i]
+            if names != tuple(keys[d] for d in ds):  # same keys, possibly another order
+                where = {keys[d]: d for d in ds}
+                ds = tuple(where[name] for name in names)
             args: list[bytes | None] = []
-            for d in deps[i]:
+            for d in ds:
                 data = results[d]
                 if len(data) < _INLINE:
                     args.append(data)
                 else:
                     args.append(None)
                     frames.append(data)
-            # dependencies in position order, as the values above
-            names = tuple(keys[d] for d in deps[i])
             header.append((i, task.key, names, task.runspec, args))
             if self.callbacks:
                 self.callbacks.task_start(task.key)
