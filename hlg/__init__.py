@@ -7,6 +7,7 @@ from hlg._argspec import Placeholder as Placeholder
 from hlg._blobs import BlobRef as BlobRef
 from hlg._blobs import Blobs as Blobs
 from hlg._blobs import PackContext as PackContext
+from hlg._blocks import BlockSet as BlockSet
 from hlg._callbacks import Callback as Callback
 from hlg._callbacks import ProgressBar as ProgressBar
 from hlg._compute import compute as compute
@@ -60,6 +61,7 @@ __all__ = [
     "ArgSpec",
     "BlobRef",
     "Blobs",
+    "BlockSet",
     "Callback",
     "CulledLayer",
     "CycleError",

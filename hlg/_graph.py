@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from hlg._blocks import BlockSet
 from hlg._gc import gc_paused
 from hlg._get import MissingKeyError, postorder
 from hlg._keys import Key, iskey, key_prefix
@@ -292,37 +293,62 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
 
     # -- culling ------------------------------------------------------------------------
 
-    def cull(self, keys: Iterable[Key]) -> HighLevelGraph:
-        """Keep what ``keys`` need; cost grows with the keys kept, not the graph.
+    def cull(self, keys: Any) -> HighLevelGraph:
+        """Keep what ``keys`` (a key or a nested list of keys) need.
 
-        A layer that loses keys is replaced by a smaller one with a new deterministic
-        name (its keys keep their prefix); a layer that keeps everything is kept as is.
+        Layers that describe their keys as blocks (:meth:`Layer.block_set`) are culled
+        on block sets, mapped from layer to layer without enumerating keys, so keeping
+        whole layers or boxes costs O(layers); other layers are culled key by key, at a
+        cost that grows with the keys kept. A layer that loses keys is replaced by a
+        smaller one with a new deterministic name (its keys keep their prefix); a layer
+        that keeps everything is kept as is.
         """
-        if iskey(keys):  # one key, not an iterable of its items
-            keys = [keys]  # type: ignore[list-item]
-        wanted: dict[str, list[Key]] = {}
-        for key in keys:
-            wanted.setdefault(self.layer_of(key).name, []).append(key)
+        return self._cull(keys, symbolic=True)
+
+    def _cull(self, keys: Any, symbolic: bool) -> HighLevelGraph:
+        """Cull on block sets where layers allow it (``symbolic``), else key by key."""
+        owners = self._block_owners() if symbolic else {}
+        blocks, wanted = self._requested(flatten_keys(keys), owners)
         renamed: dict[str, str] = {}
         culled: dict[str, Layer] = {}
         reads: dict[str, set[str]] = {}
         for name in reversed(self.topological_layers()):
-            if name not in wanted:
+            if name not in wanted and name not in blocks:
                 continue
-            layer, external = self.layers[name].cull(wanted.pop(name))
+            source = self.layers[name]
+            external: frozenset[Key]
+            if symbolic and source.block_set() is not None:
+                need = blocks.pop(name, None)
+                if name in wanted:
+                    listed = _blocks_of_keys(wanted.pop(name), source)
+                    self._want(blocks, source, listed, None)
+                    need = blocks.pop(name)
+                assert need is not None
+                layer, needs, external = source.cull_blocks(need)
+            else:
+                layer, external = source.cull(wanted.pop(name))
+                needs = {}
             renamed[name] = layer.name
             culled[name] = layer
             reads[name] = set()
-            for dep in sorted(external, key=repr):  # never hash order: names must not vary
-                owner = self._find_layer(dep)
-                if owner is None:
+            extra: list[Key] = []
+            for prefix in sorted(needs):
+                owner = owners.get(prefix)
+                if owner is None:  # no single block-structured owner: key by key
+                    extra.extend((prefix, *b) for b in needs[prefix])
+                else:
+                    self._want(blocks, owner, needs[prefix], name)
+                    reads[name].add(owner.name)
+            for dep in sorted(set(external).union(extra), key=repr):  # never hash order
+                found = self._find_layer(dep)
+                if found is None:
                     raise MissingKeyError(dep, f"layer {name!r}")
-                wanted.setdefault(owner.name, []).append(dep)
-                reads[name].add(owner.name)
-        if wanted:
+                wanted.setdefault(found.name, []).append(dep)
+                reads[name].add(found.name)
+        if wanted or blocks:
             raise ValueError(
-                f"layers {sorted(wanted)} hold keys that other layers read without declaring "
-                "them as dependencies; fix the graph's dependencies (see validate())"
+                f"layers {sorted({*wanted, *blocks})} hold keys that other layers read without "
+                "declaring them as dependencies; fix the graph's dependencies (see validate())"
             )
         order = [n for n in self.topological_layers() if n in culled]
         used: set[str] = set()
@@ -339,6 +365,62 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
             {renamed[n]: culled[n] for n in order},
             {renamed[n]: {renamed[d] for d in reads[n]} for n in order},
         )
+
+    def _requested(
+        self, keys: list[Key], owners: Mapping[str, Layer]
+    ) -> tuple[dict[str, BlockSet], dict[str, list[Key]]]:
+        """Requested keys by layer name: as block sets for the layers in ``owners`` (by
+        prefix), as lists of keys for the others. Every key must be in the graph."""
+        wanted: dict[str, list[Key]] = {}
+        blocks: dict[str, BlockSet] = {}
+        by_prefix: dict[str, list[Key]] = {}
+        for key in keys:
+            head: Any = key[0] if type(key) is tuple else None
+            if head in owners:
+                by_prefix.setdefault(head, []).append(key)
+            else:
+                wanted.setdefault(self.layer_of(key).name, []).append(key)
+        for prefix, group in by_prefix.items():
+            owner = owners[prefix]
+            self._want(blocks, owner, _blocks_of_keys(group, owner), None)
+        return blocks, wanted
+
+    def requested_blocks(self, keys: Any) -> tuple[dict[str, BlockSet], dict[str, list[Key]]]:
+        """Group ``keys`` (a key or nested list) by layer: block sets where the layer culls
+        on blocks and is the only one with its key prefix, lists of keys elsewhere.
+
+        >>> from hlg import layers
+        >>> x = layers.blockwise(abs, "x", "ij", layers.BlockIndex((3, 4)), "ij")
+        >>> row = [("x", 1, j) for j in range(4)]
+        >>> HighLevelGraph({"x": x}).requested_blocks(row)
+        ({'x': BlockSet(2, boxes=[((1, 2), (0, 4))], points=0)}, {})
+        """
+        return self._requested(flatten_keys(keys), self._block_owners())
+
+    def _block_owners(self) -> dict[str, Layer]:
+        """Key prefixes held by exactly one layer, when that layer culls on block sets."""
+        out: dict[str, Layer] = {}
+        for prefix, names in self._prefix_index().items():
+            if len(names) == 1:
+                layer = self.layers[names[0]]
+                if layer.block_set() is not None:
+                    out[prefix] = layer
+        return out
+
+    def _want(
+        self, blocks: dict[str, BlockSet], owner: Layer, need: BlockSet, reader: str | None
+    ) -> None:
+        """Record that ``need`` blocks of ``owner`` are wanted (all must exist)."""
+        own = owner.block_set()
+        assert own is not None
+        missing = need.first_missing(own)
+        if missing is not None:
+            (prefix,) = owner.prefixes
+            raise MissingKeyError(
+                (prefix, *missing), None if reader is None else f"layer {reader!r}"
+            )
+        seen = blocks.get(owner.name)
+        blocks[owner.name] = need if seen is None else seen.union(need)
 
     # -- checking and output ------------------------------------------------------------
 
@@ -561,6 +643,50 @@ def _check_same_layer(first: Layer, second: Layer) -> None:
         "(builders name a layer after its output: put a token in the name, as dask "
         "collections do)"
     )
+
+
+def flatten_keys(keys: Any) -> list[Key]:
+    """A key, or a nested list (or other iterable) of keys, as a flat list of keys.
+
+    >>> flatten_keys([[("x", 0), ("x", 1)], [("x", 2)]]), flatten_keys("y")
+    ([('x', 0), ('x', 1), ('x', 2)], ['y'])
+    """
+    if iskey(keys):
+        return [keys]
+    out: list[Key] = []
+    stack = [iter(keys)] if not isinstance(keys, (str, bytes)) and hasattr(keys, "__iter__") else []
+    if not stack:
+        raise TypeError(f"expected a key or a (nested) list of keys; got {keys!r}")
+    while stack:
+        for item in stack[-1]:
+            if iskey(item):
+                out.append(item)
+            elif isinstance(item, (list, set, frozenset)) or (
+                type(item) is tuple and not iskey(item)
+            ):
+                stack.append(iter(item))
+                break
+            else:
+                raise TypeError(f"expected a key or a (nested) list of keys; got {item!r}")
+        else:
+            stack.pop()
+    return out
+
+
+def _blocks_of_keys(keys: list[Key], layer: Layer) -> BlockSet:
+    """The blocks of ``keys`` (each ``(prefix, *block)``) as a BlockSet of ``layer``'s rank;
+    a key of another shape or with non-integer coordinates is reported as missing."""
+    own = layer.block_set()
+    assert own is not None
+    points = set()
+    for key in keys:
+        block = key[1:]
+        if len(block) != own.ndim or not all(
+            type(c) is int or (type(c) is float and c.is_integer()) for c in block
+        ):
+            raise MissingKeyError(key)
+        points.add(tuple([int(c) for c in block]))
+    return BlockSet.from_blocks(points, own.ndim)
 
 
 def _dot_string(text: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from hlg._annotations import Annotations, current_annotations, merge_annotations
+from hlg._blocks import BlockSet
 from hlg._gc import gc_paused
 from hlg._keys import Key, iskey, key_prefix
 from hlg._task import GraphNode, check_node
@@ -114,6 +115,29 @@ class Layer(Mapping[Key, GraphNode]):
         if len(kept) == len(self):
             return self, frozenset(external)
         return CulledLayer(self, kept), frozenset(external)
+
+    # -- symbolic culling on block sets (optional) -------------------------------------------
+
+    def block_set(self) -> BlockSet | None:
+        """The layer's blocks, when its keys are ``(prefix, *block)`` for its one prefix.
+
+        The default, None, says the layer only knows keys: graphs cull it with
+        :meth:`cull`. A layer that returns a :class:`BlockSet` is culled with
+        :meth:`cull_blocks` instead, so culling whole layers or boxes costs O(boxes).
+        """
+        return None
+
+    def cull_blocks(self, blocks: BlockSet) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        """Keep the tasks of ``blocks`` (and what they need inside the layer).
+
+        Returns the smaller layer, the blocks it reads from other layers by key prefix,
+        and the other keys it reads. The default enumerates the blocks' keys and calls
+        :meth:`cull`; layers with an index structure (``Blockwise``) map the set
+        through it without enumerating keys.
+        """
+        (prefix,) = self.prefixes
+        layer, external = self.cull([(prefix, *b) for b in blocks])
+        return layer, {}, external
 
     def materialize(self) -> dict[Key, GraphNode]:
         """Build every task: the only full materialization, done when asked for."""

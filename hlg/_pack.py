@@ -20,11 +20,11 @@ import cloudpickle
 
 from hlg._annotations import Annotations
 from hlg._blobs import BlobRef, Blobs, PackContext, blob_id
-from hlg._get import _flatten
-from hlg._graph import HighLevelGraph, check_collisions
+from hlg._blocks import BlockSet
+from hlg._graph import HighLevelGraph, check_collisions, flatten_keys
 from hlg._keys import Key, key_prefix
 from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name
-from hlg._packed import PackedGraph, PackedTask
+from hlg._packed import PackedGraph, PackedTask, record_outputs
 from hlg._registry import (
     LayerKind,
     UnpackContext,
@@ -88,10 +88,9 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
         graph = HighLevelGraph({single.name: single}, {single.name: ()})
     check_collisions(graph)  # two layers, one key, different tasks: never packed
     if keys is not None:
-        wanted: list[Key] = []
-        _flatten(keys, wanted)
+        wanted = flatten_keys(keys)
         graph = graph.cull(wanted)
-        outputs = _outputs(graph, wanted)
+        outputs = [_encode_output(*entry) for entry in record_outputs(graph, wanted)]
     else:
         outputs = [("layer", name) for name in graph.output_layers()]
     ctx = PackContext()
@@ -143,17 +142,14 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
     return encode(envelope)
 
 
-def _outputs(graph: HighLevelGraph, wanted: list[Key]) -> list[tuple[str, Any]]:
-    by_layer: dict[str, list[Key]] = {}
-    for key in wanted:
-        by_layer.setdefault(graph.layer_of(key).name, []).append(key)
-    out: list[tuple[str, Any]] = []
-    for name, keys in by_layer.items():
-        if len(set(keys)) == len(graph.layers[name]):
-            out.append(("layer", name))
-        else:
-            out.extend(("key", encode_key(k)) for k in dict.fromkeys(keys))
-    return out
+def _encode_output(what: str, value: Any) -> tuple[str, Any]:
+    """One output entry on the wire (see docs/protocol.md)."""
+    if what == "key":
+        return ("key", encode_key(value))
+    if what == "box":
+        name, box = value
+        return ("box", [name, [list(r) for r in box.boxes[0]]])
+    return (what, value)
 
 
 def unpack(data: bytes | bytearray | memoryview, limits: Limits | None = None) -> PackedGraph:
@@ -256,6 +252,30 @@ def _unpack(data: bytes | bytearray | memoryview, limits: Limits) -> PackedGraph
     return PackedGraph(graph, blobs, outputs, meta)
 
 
+def _decode_box(value: Any, graph: HighLevelGraph) -> tuple[str, BlockSet]:
+    """An output box ``[layer name, [[start, stop], ...]]``, checked without enumerating."""
+    if type(value) is not list or len(value) != 2 or type(value[0]) is not str:
+        raise PackError(f"output box {value!r} must be [layer name, ranges]")
+    name, ranges = value
+    layer = graph.layers.get(name)
+    own = None if layer is None else layer.block_set()
+    if own is None:
+        raise PackError(f"output box: {name!r} is not a layer of blocks in the graph")
+    if (
+        type(ranges) is not list
+        or len(ranges) != own.ndim
+        or not all(
+            type(r) is list and len(r) == 2 and all(type(c) is int for c in r) and r[0] < r[1]
+            for r in ranges
+        )
+    ):
+        raise PackError(f"output box of layer {name!r}: {ranges!r} is not {own.ndim} ranges")
+    box = BlockSet.box([(r[0], r[1]) for r in ranges])
+    if not box.issubset(own):
+        raise PackError(f"output box of layer {name!r}: {ranges!r} holds blocks not in the layer")
+    return name, box
+
+
 def _check_shared_prefixes(graph: HighLevelGraph, ctx: UnpackContext) -> None:
     """Layers sharing a key prefix may hold the same keys; counting their union checks
     each key of every layer of a group but the largest against the group's other layers:
@@ -278,6 +298,7 @@ def _decode_outputs(
     limits = ctx.limits
     layer_names: dict[str, None] = {}
     keys: dict[Key, None] = {}
+    boxes: list[tuple[str, BlockSet]] = []
     for what, value in raw:
         if what == "layer":
             if type(value) is not str or value not in graph.layers:
@@ -285,6 +306,8 @@ def _decode_outputs(
             if value in layer_names:
                 raise PackError(f"output layer {value!r} is listed twice")
             layer_names[value] = None
+        elif what == "box":
+            boxes.append(_decode_box(value, graph))
         elif what == "key":
             key = decode_key(value, limits, "outputs")
             if key not in graph:
@@ -297,6 +320,7 @@ def _decode_outputs(
         for prefix in graph.layers[name].prefixes:
             by_prefix.setdefault(prefix, []).append(graph.layers[name])
     outputs: list[tuple[str, Any]] = [("layer", name) for name in layer_names]
+    outputs.extend(("box", box) for box in boxes if box[0] not in layer_names)
     ctx.spend(len(keys) * max(map(len, by_prefix.values()), default=0), "outputs")
     outputs.extend(
         ("key", key)

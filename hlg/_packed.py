@@ -11,8 +11,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, final
 
 from hlg._blobs import BlobRef, Blobs, PackContext
-from hlg._graph import HighLevelGraph
-from hlg._keys import Key, iskey
+from hlg._blocks import BlockSet
+from hlg._graph import HighLevelGraph, flatten_keys
+from hlg._keys import Key
 from hlg._layer import Layer
 from hlg._task import Alias, DataNode, GraphNode, Task, TaskRef
 from hlg._wire import PackError
@@ -227,6 +228,10 @@ class PackedGraph(Mapping[Key, PackedTask]):
         for what, value in self._outputs:
             if what == "layer":
                 keys.extend(self.graph.layers[value])
+            elif what == "box":
+                name, box = value
+                (prefix,) = self.graph.layers[name].prefixes
+                keys.extend((prefix, *b) for b in box)
             else:
                 keys.append(value)
         return keys
@@ -257,10 +262,9 @@ class PackedGraph(Mapping[Key, PackedTask]):
 
     def cull(self, keys: Iterable[Key]) -> PackedGraph:
         """Keep what ``keys`` need; they become the outputs."""
-        wanted: list[Key] = [keys] if iskey(keys) else list(keys)  # type: ignore[list-item]
+        wanted = flatten_keys(keys)
         culled = self.graph.cull(wanted)
-        outputs = [("key", k) for k in dict.fromkeys(wanted)]
-        return PackedGraph(culled, self.blobs, outputs, self.meta)
+        return PackedGraph(culled, self.blobs, record_outputs(culled, wanted), self.meta)
 
     @property
     def layers(self) -> Mapping[str, Layer]:
@@ -297,3 +301,33 @@ class _UnpackedView(Mapping[Key, GraphNode]):
 
     def __contains__(self, key: object) -> bool:
         return key in self.packed
+
+
+def record_outputs(graph: HighLevelGraph, wanted: list[Key]) -> list[tuple[str, Any]]:
+    """Requested keys recorded symbolically: ``("layer", name)`` for a whole layer,
+    ``("box", (name, BlockSet))`` for a box of a layer of blocks, else ``("key", key)``.
+
+    >>> import hlg
+    >>> x = hlg.layers.blockwise(abs, "x", "ij", hlg.layers.BlockIndex((3, 4)), "ij")
+    >>> g = hlg.HighLevelGraph({"x": x})
+    >>> record_outputs(g, [("x", 1, j) for j in range(4)])
+    [('box', ('x', BlockSet(2, boxes=[((1, 2), (0, 4))], points=0)))]
+    >>> record_outputs(g, [("x", 0, 0), ("x", 2, 3)])
+    [('key', ('x', 0, 0)), ('key', ('x', 2, 3))]
+    """
+    blocks, by_layer = graph.requested_blocks(wanted)
+    out: list[tuple[str, Any]] = []
+    for name, need in blocks.items():
+        layer = graph.layers[name]
+        if need == layer.block_set():
+            out.append(("layer", name))
+            continue
+        (prefix,) = layer.prefixes
+        out.extend(("box", (name, BlockSet.box(box))) for box in need.boxes)
+        out.extend(("key", (prefix, *b)) for b in sorted(need.points))
+    for name, keys in by_layer.items():
+        if len(set(keys)) == len(graph.layers[name]):
+            out.append(("layer", name))
+        else:
+            out.extend(("key", k) for k in dict.fromkeys(keys))
+    return out

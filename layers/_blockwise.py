@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from hlg import ArgSpec, GraphNode, Key, Layer, Placeholder, TaskRef
+from hlg import ArgSpec, BlockSet, GraphNode, Key, Layer, Placeholder, TaskRef
+from hlg._blocks import Box
 from hlg._gc import gc_paused
 from hlg.layers._inputs import BlockProvider
 
@@ -171,16 +172,7 @@ class Blockwise(Layer):
         self.concatenate = bool(concatenate)
         self.dims = self._dims()
         self.shape = tuple(self.dims[i] for i in self.output_indices)
-        self.output_blocks = None if output_blocks is None else frozenset(output_blocks)
-        for block in self.output_blocks or ():
-            if (
-                type(block) is not tuple
-                or len(block) != len(self.shape)
-                or not all(
-                    type(c) is int and 0 <= c < n for c, n in zip(block, self.shape, strict=True)
-                )
-            ):
-                raise ValueError(f"output block {block!r} is not a block of shape {self.shape}")
+        self.output_blocks = None if output_blocks is None else self._check_blocks(output_blocks)
         self._maps = tuple(self._axis_maps(i) for i in range(len(self.indices)))
         self._constant_deps = template.constant_dependencies()
         self._lineage = object()  # shared with the layers culled from this one
@@ -208,6 +200,24 @@ class Blockwise(Layer):
 
     def _describe(self, position: int) -> str:
         return _describe(self._numbers[position], self.indices[position][0])
+
+    def _check_blocks(self, blocks: Iterable[tuple[int, ...]]) -> BlockSet:
+        """The kept output blocks as a BlockSet, each checked against the layer's shape."""
+        if isinstance(blocks, BlockSet):
+            if not blocks.within(self.shape):
+                raise ValueError(f"output blocks {blocks!r} are not blocks of shape {self.shape}")
+            return blocks
+        listed = list(blocks)
+        for block in listed:
+            if (
+                type(block) is not tuple
+                or len(block) != len(self.shape)
+                or not all(
+                    type(c) is int and 0 <= c < n for c, n in zip(block, self.shape, strict=True)
+                )
+            ):
+                raise ValueError(f"output block {block!r} is not a block of shape {self.shape}")
+        return BlockSet.from_blocks(listed, len(self.shape))
 
     def _blocks_of(self, position: int) -> tuple[int, ...]:
         target, ind = self.indices[position]
@@ -372,7 +382,7 @@ class Blockwise(Layer):
     def __iter__(self) -> Iterator[Key]:
         head = (self.output,)
         if self.output_blocks is not None:
-            return (head + block for block in sorted(self.output_blocks))
+            return (head + block for block in self.output_blocks)
         return (head + block for block in _box(self.shape))
 
     def __getitem__(self, key: Key) -> GraphNode:
@@ -422,18 +432,83 @@ class Blockwise(Layer):
         return frozenset(self.dependency_tuple(key))
 
     def cull(self, keys: Iterable[Key]) -> tuple[Layer, frozenset[Key]]:
-        """Keep the output blocks of ``keys``; no task is built."""
-        blocks: set[tuple[int, ...]] = {k[1:] for k in keys if k in self}  # type: ignore[misc]
+        """Keep the output blocks of ``keys`` (the per-key path); no task is built."""
+        blocks = {tuple([int(c) for c in k[1:]]) for k in keys if k in self}
         external: set[Key] = set()
         for block in blocks:
             external.update(self.dependency_tuple((self.output, *block)))
         if len(blocks) == len(self):
             return self, frozenset(external)
+        return self._keeping(BlockSet.from_blocks(blocks, len(self.shape))), frozenset(external)
+
+    def block_set(self) -> BlockSet:
+        """The layer's output blocks: every block of its shape, or the culled ones."""
+        if self.output_blocks is not None:
+            return self.output_blocks
+        return BlockSet.full(self.shape)
+
+    def cull_blocks(self, blocks: BlockSet) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        """Keep ``blocks`` and say which input blocks they read, by input name.
+
+        The set is mapped through the index structure without enumerating keys: boxes
+        map to boxes (an elementwise or transposed index keeps its range, a contracted
+        index needs its full range, a broadcast input block 0, and output axes an input
+        does not have are dropped). Explicit points map point by point; so do boxes of
+        an input that repeats an output index (a diagonal is not a box).
+        """
+        own = self.block_set()
+        kept = blocks if blocks.issubset(own) else blocks.intersection(own)
+        needs: dict[str, BlockSet] = {}
+        for (target, _), maps in zip(self.indices, self._maps, strict=True):
+            if isinstance(target, str):
+                mapped = self.map_blocks(maps, kept)
+                seen = needs.get(target)
+                needs[target] = mapped if seen is None else seen.union(mapped)
+        external = frozenset(self._constant_deps) if kept else frozenset()
+        if len(kept) == len(own):
+            return self, needs, external
+        return self._keeping(kept), needs, external
+
+    def argument_blocks(self, position: int, blocks: BlockSet) -> BlockSet:
+        """The blocks of argument ``position`` that output ``blocks`` read."""
+        return self.map_blocks(self._maps[position], blocks)
+
+    @staticmethod
+    def map_blocks(maps: tuple[AxisMap, ...], blocks: BlockSet) -> BlockSet:
+        """Map output blocks to the blocks one argument reads, through its axis maps."""
+        ranges: list[tuple[int, int] | int] = []  # per axis: fixed range, or output axis
+        used: list[int] = []
+        for m in maps:
+            if isinstance(m, int):
+                if m == -1:
+                    ranges.append((0, 1))
+                else:
+                    ranges.append(m)
+                    used.append(m)
+            elif isinstance(m, Zeros):
+                ranges.append((0, 1))
+            else:
+                ranges.append((m[0], m[-1] + 1) if len(m) else (0, 0))
+        repeated = {m for m in used if used.count(m) > 1}
+        boxes: list[Box] = []
+        points: set[tuple[int, ...]] = set()
+        for box in blocks.boxes:
+            if any(box[m][1] - box[m][0] > 1 for m in repeated):
+                for block in BlockSet(blocks.ndim, [box]):
+                    _map_point(ranges, block, points)
+            else:
+                boxes.append(tuple(box[r] if isinstance(r, int) else r for r in ranges))
+        for block in blocks.points:
+            _map_point(ranges, block, points)
+        return BlockSet(len(maps), boxes, points)
+
+    def _keeping(self, blocks: BlockSet) -> Blockwise:
+        """This layer restricted to ``blocks``, renamed after them."""
         culled = Blockwise.__new__(Blockwise)  # same structure: only blocks and name change
         culled.__dict__.update(self.__dict__)
-        culled.output_blocks = frozenset(blocks)
-        culled.name = self.culled_name((self.output, *b) for b in blocks)
-        return culled, frozenset(external)
+        culled.output_blocks = blocks
+        culled.name = f"{self.name}-cull-{blocks.token(self.name)}"
+        return culled
 
     def _family(self) -> object:
         return self._lineage
@@ -506,6 +581,14 @@ def _box(shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
     for i in head:
         for tail in _box(rest):
             yield (i, *tail)
+
+
+def _map_point(
+    ranges: list[tuple[int, int] | int], block: tuple[int, ...], out: set[tuple[int, ...]]
+) -> None:
+    """Add the argument blocks one output block reads (ranges along contracted axes)."""
+    axes = [range(block[r], block[r] + 1) if isinstance(r, int) else range(*r) for r in ranges]
+    out.update(itertools.product(*axes))
 
 
 def _empty(block: tuple[int, ...]) -> tuple[int, ...]:

@@ -23,9 +23,10 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
         refusal is logged with its reason): ``C`` is ``P``'s only dependent layer among
         the layers ``keys`` need (a layer they do not need is dropped with ``P``), none of
         ``keys`` is in ``P``, ``C`` reads ``P`` through exactly one argument and without
-        contraction, ``P`` itself contracts nothing and adds no axes, ``P`` is not culled,
-        the block counts agree, and both layers have equal annotations. The fused layer
-        keeps ``C``'s name, keys and annotations and holds one template.
+        contraction, ``P`` itself contracts nothing and adds no axes, ``P`` (if culled)
+        keeps every block ``C`` reads, the block counts agree, and both layers have equal
+        annotations. The fused layer keeps ``C``'s name, keys and annotations and holds one
+        template.
 
         >>> from operator import getitem, mul
         >>> import hlg
@@ -142,8 +143,10 @@ def _refusal(
         return "it contracts over its inputs (a reduction boundary)"
     if producer.new_axes:
         return "it adds new axes"
-    if producer.output_blocks is not None:
-        return "it is culled (fuse before culling)"
+    if producer.output_blocks is not None and not consumer.argument_blocks(
+        slots[0], consumer.block_set()
+    ).issubset(producer.output_blocks):  # symbolic: boxes map to boxes
+        return "it is culled to fewer blocks than the consumer reads"
     if consumer.numblocks.get(producer.output) != producer.shape:
         return (
             f"block counts differ (the consumer expects {consumer.numblocks.get(producer.output)}"

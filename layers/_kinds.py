@@ -20,6 +20,7 @@ import msgspec
 from hlg import (
     BlobRef,
     Blobs,
+    BlockSet,
     HighLevelGraph,
     Key,
     Layer,
@@ -28,6 +29,7 @@ from hlg import (
     PackError,
     UnpackContext,
 )
+from hlg._blocks import MAX_BOXES
 from hlg._registry import owner_name
 from hlg._task import _scan
 from hlg._wire import LayerRecord, decode_state, encode_key
@@ -50,6 +52,9 @@ class BlockwiseState(msgspec.Struct, array_like=True, frozen=True, gc=False):
     template: int
     nholes: int
     constant_deps: list[Any]
+    # Kept boxes of a culled layer (``[start, stop]`` per axis); ``output_blocks`` then
+    # lists only the blocks no box describes.
+    output_boxes: list[list[list[int]]] | None = None
 
 
 _SYMBOLIC: dict[type, str] = {
@@ -128,7 +133,8 @@ class BlockwiseKind:
             numblocks={k: list(v) for k, v in layer.numblocks.items()},
             new_axes=dict(layer.new_axes),
             concatenate=layer.concatenate,
-            output_blocks=None if blocks is None else [list(b) for b in sorted(blocks)],
+            output_blocks=None if blocks is None else [list(b) for b in sorted(blocks.points)],
+            output_boxes=None if blocks is None else [[list(r) for r in b] for b in blocks.boxes],
             template=ctx.add(layer.template),
             nholes=len(layer.indices),
             constant_deps=[encode_key(k) for k in layer.template.constant_dependencies()],
@@ -176,14 +182,8 @@ class BlockwiseKind:
         )
         _bounded_prod(layer.shape, limit, ndim, where)
         _check_fan_in(layer, ctx.limits.max_fan_in, where)
-        if state.output_blocks is not None:
-            blocks = [tuple(b) for b in state.output_blocks]
-            for block in blocks:
-                if len(block) != len(layer.shape) or not all(
-                    type(c) is int and 0 <= c < n for c, n in zip(block, layer.shape, strict=True)
-                ):
-                    raise PackError(f"{where}: output block {list(block)} is out of range")
-            layer = layer.replace(output_blocks=blocks)
+        if state.output_blocks is not None or state.output_boxes is not None:
+            layer = layer.replace(output_blocks=_kept_blocks(state, layer.shape, where))
         return layer
 
     def edges(self, layer: Layer) -> int:
@@ -212,6 +212,10 @@ class BlockwiseKind:
             ]
             if not producers:
                 raise PackError(f"{where}: reads {target!r}, which no layer it depends on produces")
+            culled = _culled_producer(producers, target)
+            if culled is not None:  # compare block sets: no walk over the kept blocks
+                _check_culled_read(layer, slot, culled, target, where)
+                continue
             reads = _Reads(layer, slot)
             boxes = [box for p in producers if (box := _box_of(p, target)) is not None]
             if len(producers) == 1 and boxes and isinstance(producers[0], Blockwise):
@@ -234,6 +238,34 @@ class BlockwiseKind:
                     raise PackError(
                         f"{where}: reads {key!r}, which no layer it depends on produces"
                     )
+
+
+def _culled_producer(producers: list[Layer], target: str) -> Blockwise | None:
+    """The one producer of ``target`` when it is a culled Blockwise layer."""
+    if len(producers) != 1:
+        return None
+    (producer,) = producers
+    if isinstance(producer, Blockwise) and producer.output == target:
+        return producer if producer.output_blocks is not None else None
+    return None
+
+
+def _check_culled_read(
+    layer: Blockwise, slot: int, producer: Blockwise, target: str, where: str
+) -> None:
+    """Every block argument ``slot`` reads is kept by the culled ``producer``: compared as
+    block sets (O(boxes), explicit points aside), never block by block."""
+    if producer.shape != layer.numblocks[target]:
+        raise PackError(
+            f"{where}: reads {target!r} as {layer.numblocks[target]} blocks, "
+            f"but layer {producer.name!r} has {producer.shape}"
+        )
+    assert producer.output_blocks is not None
+    read = layer.argument_blocks(slot, layer.block_set())
+    missing = read.first_missing(producer.output_blocks)
+    if missing is not None:
+        key = (target, *missing)
+        raise PackError(f"{where}: reads {key!r}, which no layer it depends on produces")
 
 
 def _box_of(layer: Layer, prefix: str) -> tuple[int, ...] | None:
@@ -357,16 +389,41 @@ def _check_values_read(layer: Blockwise, slot: int, target: BlockValues, where: 
             )
 
 
-def _needed_values(layer: Blockwise, slot: int) -> set[int] | None:
-    """The positions of a BlockValues argument that a culled layer still reads."""
+def _kept_blocks(state: BlockwiseState, shape: tuple[int, ...], where: str) -> BlockSet:
+    """The kept blocks of a culled layer, checked box by box (never enumerated)."""
+    boxes = state.output_boxes or []
+    if len(boxes) > MAX_BOXES:
+        raise PackError(f"{where}: {len(boxes)} output boxes exceed {MAX_BOXES}")
+    checked = []
+    for box in boxes:
+        if len(box) != len(shape) or not all(
+            type(r) is list
+            and len(r) == 2
+            and type(r[0]) is int
+            and type(r[1]) is int
+            and 0 <= r[0] < r[1] <= n
+            for r, n in zip(box, shape, strict=True)
+        ):
+            raise PackError(f"{where}: output box {box} is out of range")
+        checked.append(tuple((r[0], r[1]) for r in box))
+    points = [tuple(b) for b in state.output_blocks or []]
+    for block in points:
+        if len(block) != len(shape) or not all(
+            type(c) is int and 0 <= c < n for c, n in zip(block, shape, strict=True)
+        ):
+            raise PackError(f"{where}: output block {list(block)} is out of range")
+    return BlockSet(len(shape), checked, points)
+
+
+def _needed_values(layer: Blockwise, slot: int) -> BlockSet | None:
+    """The blocks of a BlockValues argument that a culled layer still reads."""
     if layer.output_blocks is None:
         return None
-    read = _positions_read(layer, slot)
-    return None if read is None else set(read)
+    return layer.argument_blocks(slot, layer.output_blocks)
 
 
 def _pack_target(
-    target: str | BlockProvider, ctx: PackContext, needed: set[int] | None = None
+    target: str | BlockProvider, ctx: PackContext, needed: BlockSet | None = None
 ) -> tuple[str, Any]:
     if isinstance(target, str):
         return ("name", target)
@@ -375,7 +432,7 @@ def _pack_target(
         return (
             kind,
             [
-                ctx.add(v) if needed is None or i in needed else None
+                ctx.add(v) if needed is None or (i,) in needed else None
                 for i, v in enumerate(target.values)
             ],
         )

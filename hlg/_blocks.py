@@ -1,0 +1,329 @@
+"""Block sets: sets of block coordinates described by boxes, enumerated only when asked.
+
+A layer whose keys are ``(prefix, *block)`` can be culled on a :class:`BlockSet` instead
+of a list of keys. A block set is a union of disjoint *boxes* (a ``(start, stop)`` range
+per axis; "all blocks" is one box) plus explicit *points* for what no box describes.
+Membership, size, union, intersection, difference and subset tests cost O(boxes) — never
+O(blocks) — except where explicit points are involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Set
+from typing import Any, final
+
+__all__ = ["MAX_BOXES", "BlockSet", "Box"]
+
+Block = tuple[int, ...]
+Box = tuple[tuple[int, int], ...]
+"""A ``(start, stop)`` range per axis."""
+
+#: A block set never holds more boxes than this: beyond it, boxes become explicit points.
+MAX_BOXES = 64
+
+
+def _box_size(box: Box) -> int:
+    return math.prod([stop - start for start, stop in box])
+
+
+def _in_box(block: Block, box: Box) -> bool:
+    return all(start <= c < stop for c, (start, stop) in zip(block, box, strict=True))
+
+
+def _clip(a: Box, b: Box) -> Box | None:
+    """The intersection of two boxes, or None when they do not overlap."""
+    out = []
+    for (s1, e1), (s2, e2) in zip(a, b, strict=True):
+        start, stop = max(s1, s2), min(e1, e2)
+        if start >= stop:
+            return None
+        out.append((start, stop))
+    return tuple(out)
+
+
+def _minus(a: Box, b: Box) -> list[Box]:
+    """``a`` without ``b``, as disjoint boxes (at most two per axis)."""
+    inner = _clip(a, b)
+    if inner is None:
+        return [a]
+    pieces: list[Box] = []
+    rest = list(a)
+    for axis, ((start, stop), (lo, hi)) in enumerate(zip(a, inner, strict=True)):
+        if start < lo:
+            pieces.append((*rest[:axis], (start, lo), *rest[axis + 1 :]))
+        if hi < stop:
+            pieces.append((*rest[:axis], (hi, stop), *rest[axis + 1 :]))
+        rest[axis] = (lo, hi)
+    return pieces
+
+
+def _merge_adjacent(boxes: list[Box]) -> list[Box]:
+    """Join boxes that differ along one axis only and touch there (rows become slabs)."""
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        boxes.sort()
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                joined = _join(boxes[i], boxes[j])
+                if joined is not None:
+                    boxes[i] = joined
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
+
+
+def _join(a: Box, b: Box) -> Box | None:
+    differ = [axis for axis in range(len(a)) if a[axis] != b[axis]]
+    if len(differ) != 1:
+        return None
+    (axis,) = differ
+    (s1, e1), (s2, e2) = a[axis], b[axis]
+    if e1 == s2:
+        return (*a[:axis], (s1, e2), *a[axis + 1 :])
+    if e2 == s1:
+        return (*a[:axis], (s2, e1), *a[axis + 1 :])
+    return None
+
+
+def _box_blocks(box: Box) -> Iterator[Block]:
+    return itertools.product(*[range(start, stop) for start, stop in box])
+
+
+@final
+class BlockSet(Set[Block]):
+    """An immutable set of ``ndim``-dimensional blocks: disjoint boxes plus points.
+
+    >>> every = BlockSet.full((1000, 1000))
+    >>> len(every), (999, 3) in every, (1000, 0) in every
+    (1000000, True, False)
+    >>> row = BlockSet.box([(2, 3), (0, 1000)])
+    >>> row <= every, len(every - row), row.boxes
+    (True, 999000, (((2, 3), (0, 1000)),))
+    >>> BlockSet.from_blocks([(0, 1), (1, 1), (0, 0), (1, 0)], 2).boxes  # a box after all
+    (((0, 2), (0, 2)),)
+    >>> sorted(BlockSet.from_blocks([(3, 1), (0, 0)], 2))
+    [(0, 0), (3, 1)]
+
+    It is a ``collections.abc.Set``, so it compares equal to a ``frozenset`` of the same
+    blocks. Iteration yields the blocks in lexicographic order.
+    """
+
+    __slots__ = ("boxes", "ndim", "points")
+    ndim: int
+    boxes: tuple[Box, ...]
+    points: frozenset[Block]
+
+    def __init__(self, ndim: int, boxes: Iterable[Box] = (), points: Iterable[Block] = ()) -> None:
+        kept: list[Box] = []
+        for box in boxes:
+            box = tuple((int(s), int(e)) for s, e in box)
+            if len(box) != ndim:
+                raise ValueError(f"box {box} does not have {ndim} axes")
+            pieces = [box] if _box_size(box) else []
+            for other in kept:
+                pieces = [p for piece in pieces for p in _minus(piece, other)]
+            kept.extend(pieces)
+        kept = _merge_adjacent(kept)
+        pts = frozenset(points)
+        if kept and pts:
+            pts = frozenset(p for p in pts if not any(_in_box(p, b) for b in kept))
+        if len(kept) > MAX_BOXES:  # too fragmented to be worth describing: enumerate
+            pts = pts.union(*[_box_blocks(b) for b in kept])
+            kept = []
+        self.ndim = ndim
+        self.boxes = tuple(sorted(kept))
+        self.points = pts
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def full(cls, shape: Iterable[int]) -> BlockSet:
+        """Every block of a grid of ``shape`` blocks: one box."""
+        dims = tuple(shape)
+        return cls(len(dims), [tuple((0, n) for n in dims)])
+
+    @classmethod
+    def box(cls, ranges: Iterable[tuple[int, int]]) -> BlockSet:
+        """The blocks of one box, given as a ``(start, stop)`` range per axis."""
+        box = tuple(ranges)
+        return cls(len(box), [box])
+
+    @classmethod
+    def from_blocks(cls, blocks: Iterable[Block], ndim: int) -> BlockSet:
+        """Explicit blocks; a set that fills its bounding box becomes that box (O(blocks)).
+
+        >>> BlockSet.from_blocks([(0, 2), (1, 2)], 2)
+        BlockSet(2, boxes=[((0, 2), (2, 3))], points=0)
+        """
+        pts = frozenset(blocks)
+        if not pts:
+            return cls(ndim)
+        for p in pts:
+            if len(p) != ndim:
+                raise ValueError(f"block {p!r} does not have {ndim} coordinates")
+        lows = [min(p[axis] for p in pts) for axis in range(ndim)]
+        highs = [max(p[axis] for p in pts) + 1 for axis in range(ndim)]
+        bounds = tuple(zip(lows, highs, strict=True))
+        if _box_size(bounds) == len(pts):
+            return cls(ndim, [bounds])
+        return cls(ndim, (), pts)
+
+    # -- the Set protocol -----------------------------------------------------------------
+
+    def __contains__(self, block: object) -> bool:
+        if type(block) is not tuple or len(block) != self.ndim:
+            return False
+        if block in self.points:
+            return True
+        for c in block:  # block coordinates are integers (1.0 counts as 1, 0.5 never)
+            if type(c) is not int and not (type(c) is float and c.is_integer()):
+                return False
+        return any(_in_box(block, box) for box in self.boxes)
+
+    def __len__(self) -> int:
+        return sum(_box_size(b) for b in self.boxes) + len(self.points)
+
+    def __iter__(self) -> Iterator[Block]:
+        sources: list[Iterable[Block]] = [_box_blocks(b) for b in self.boxes]
+        if self.points:
+            sources.append(sorted(self.points))
+        if len(sources) == 1:
+            return iter(sources[0])
+        return heapq.merge(*sources)
+
+    def __bool__(self) -> bool:
+        return bool(self.boxes or self.points)
+
+    def __hash__(self) -> int:
+        # O(1): equal block sets have equal sizes (not frozenset's hash: that would
+        # enumerate every block).
+        return hash((BlockSet, self.ndim, len(self)))
+
+    # -- algebra, symbolic on boxes ---------------------------------------------------------
+
+    def union(self, other: BlockSet) -> BlockSet:
+        """Blocks in either set."""
+        if not other:
+            return self
+        if not self:
+            return other
+        if self <= other:
+            return other
+        return BlockSet(self.ndim, self.boxes + other.boxes, self.points | other.points)
+
+    def intersection(self, other: BlockSet) -> BlockSet:
+        """Blocks in both sets."""
+        boxes = [c for a in self.boxes for b in other.boxes if (c := _clip(a, b)) is not None]
+        points = {p for p in self.points if p in other} | {p for p in other.points if p in self}
+        return BlockSet(self.ndim, boxes, points)
+
+    def difference(self, other: BlockSet) -> BlockSet:
+        """Blocks in this set and not in ``other``.
+
+        Costs O(boxes²) plus, where ``other`` has explicit points inside this set's
+        boxes, the blocks of the pieces those points fall in.
+        """
+        pieces = list(self.boxes)
+        for box in other.boxes:
+            pieces = [p for piece in pieces for p in _minus(piece, box)]
+        points = {p for p in self.points if p not in other}
+        if other.points:  # pieces holding explicit points of ``other`` are enumerated
+            hit = [b for b in pieces if any(_in_box(p, b) for p in other.points)]
+            if hit:
+                pieces = [b for b in pieces if b not in hit]
+                points.update(p for b in hit for p in _box_blocks(b) if p not in other.points)
+        return BlockSet(self.ndim, pieces, points)
+
+    def issubset(self, other: BlockSet) -> bool:
+        """Whether every block of this set is in ``other`` (symbolic on boxes)."""
+        return self.first_missing(other) is None
+
+    def first_missing(self, other: BlockSet) -> Block | None:
+        """A block of this set that ``other`` lacks, or None.
+
+        Costs O(boxes²) plus at most ``len(other.points)`` blocks looked at: what
+        ``other``'s boxes leave uncovered is only walked where its explicit points could
+        cover it.
+
+        >>> BlockSet.full((1000, 1000)).first_missing(BlockSet(2, [], [(0, 0), (0, 1)]))
+        (0, 2)
+        """
+        for p in self.points:
+            if p not in other:
+                return p
+        pieces = list(self.boxes)
+        for box in other.boxes:
+            pieces = [p for piece in pieces for p in _minus(piece, box)]
+        budget = len(other.points)
+        for piece in pieces:
+            for block in _box_blocks(piece):  # each step finds a block or uses a point
+                if block not in other.points:
+                    return block
+                budget -= 1
+                if budget < 0:  # cannot happen: the points are distinct
+                    return block
+        return None
+
+    def __le__(self, other: Set[Any]) -> bool:
+        if isinstance(other, BlockSet):
+            return self.issubset(other)
+        return super().__le__(other)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BlockSet):
+            if self.boxes == other.boxes and self.points == other.points:
+                return True
+            return len(self) == len(other) and self.issubset(other)
+        return super().__eq__(other)
+
+    def __or__(self, other: Any) -> BlockSet:
+        if isinstance(other, BlockSet):
+            return self.union(other)
+        return NotImplemented
+
+    def __and__(self, other: Any) -> BlockSet:
+        if isinstance(other, BlockSet):
+            return self.intersection(other)
+        return NotImplemented
+
+    def __sub__(self, other: Any) -> BlockSet:
+        if isinstance(other, BlockSet):
+            return self.difference(other)
+        return NotImplemented
+
+    def within(self, shape: tuple[int, ...]) -> bool:
+        """Whether every block lies in a grid of ``shape`` blocks (O(boxes + points))."""
+        if len(shape) != self.ndim:
+            return False
+        grid = tuple((0, n) for n in shape)
+        return all(_clip(b, grid) == b for b in self.boxes) and all(
+            all(type(c) is int and 0 <= c < n for c, n in zip(p, shape, strict=True))
+            for p in self.points
+        )
+
+    def token(self, name: str) -> str:
+        """A deterministic token of ``name`` and this set's description.
+
+        Boxes are hashed as ranges; points order-independently (no sort), so the cost
+        is O(boxes + points) and never depends on the hash seed.
+        """
+        total = 0
+        for p in self.points:
+            digest = hashlib.blake2b(repr(p).encode(), digest_size=16).digest()
+            total = (total + int.from_bytes(digest, "little")) % (1 << 128)
+        text = f"{name}:{self.ndim}:{self.boxes!r}:{total}"
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"BlockSet({self.ndim}, boxes={list(self.boxes)!r}, points={len(self.points)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BlockSet, (self.ndim, self.boxes, self.points))
