@@ -14,6 +14,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Set
+from operator import itemgetter
 from typing import Any, final
 
 __all__ = ["MAX_BOXES", "BlockSet", "Box"]
@@ -163,15 +164,16 @@ class BlockSet(Set[Block]):
         >>> BlockSet.from_blocks([(0, 2), (1, 2)], 2)
         BlockSet(2, boxes=[((0, 2), (2, 3))], points=0)
         """
-        pts = frozenset(blocks)
+        pts = blocks if isinstance(blocks, frozenset) else frozenset(blocks)
         if not pts:
             return cls(ndim)
-        for p in pts:
-            if len(p) != ndim:
-                raise ValueError(f"block {p!r} does not have {ndim} coordinates")
-        lows = [min(p[axis] for p in pts) for axis in range(ndim)]
-        highs = [max(p[axis] for p in pts) + 1 for axis in range(ndim)]
-        bounds = tuple(zip(lows, highs, strict=True))
+        if set(map(len, pts)) != {ndim}:
+            bad = next(p for p in pts if len(p) != ndim)
+            raise ValueError(f"block {bad!r} does not have {ndim} coordinates")
+        bounds = tuple(
+            (min(map(itemgetter(axis), pts)), max(map(itemgetter(axis), pts)) + 1)
+            for axis in range(ndim)
+        )
         if _box_size(bounds) == len(pts):
             return cls(ndim, [bounds])
         return cls(ndim, (), pts)

@@ -8,9 +8,13 @@ through the layers in reverse topological order and costs what it keeps.
 from __future__ import annotations
 
 import html
+import itertools
+import math
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -374,6 +378,10 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
         wanted: dict[str, list[Key]] = {}
         blocks: dict[str, BlockSet] = {}
         by_prefix: dict[str, list[Key]] = {}
+        if _tuple_keys(keys) and len(heads := set(map(_first, keys))) == 1:
+            (only,) = heads  # keys of one layer (a collection's keys): grouped in bulk
+            if only in owners:
+                by_prefix[only], keys = keys, []
         for key in keys:
             head: Any = key[0] if type(key) is tuple else None
             if head in owners:
@@ -654,23 +662,57 @@ def flatten_keys(keys: Any) -> list[Key]:
     if iskey(keys):
         return [keys]
     out: list[Key] = []
-    stack = [iter(keys)] if not isinstance(keys, (str, bytes)) and hasattr(keys, "__iter__") else []
-    if not stack:
-        raise TypeError(f"expected a key or a (nested) list of keys; got {keys!r}")
-    while stack:
-        for item in stack[-1]:
-            if iskey(item):
-                out.append(item)
-            elif isinstance(item, (list, set, frozenset)) or (
-                type(item) is tuple and not iskey(item)
-            ):
-                stack.append(iter(item))
-                break
-            else:
-                raise TypeError(f"expected a key or a (nested) list of keys; got {item!r}")
-        else:
-            stack.pop()
+    _flatten_into(keys, out)
     return out
+
+
+def _flatten_into(items: Any, out: list[Key]) -> None:
+    if type(items) is list and _tuple_keys(items):  # a row of __dask_keys__(): in bulk
+        out.extend(items)
+        return
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"expected a key or a (nested) list of keys; got {items!r}")
+    for item in items:
+        if iskey(item):
+            out.append(item)
+        elif isinstance(item, (list, set, frozenset, tuple)):
+            _flatten_into(item, out)
+        else:
+            raise TypeError(f"expected a key or a (nested) list of keys; got {item!r}")
+
+
+def _tuple_keys(items: list[Any]) -> bool:
+    """Whether every item is a tuple key, checked with a few passes in C."""
+    return (
+        bool(items)
+        and set(map(type, items)) == {tuple}
+        and min(map(len, items)) > 0
+        and set(map(type, map(_first, items))) == {str}
+        and set(map(type, chain.from_iterable(items))) <= {str, int, float}
+    )
+
+
+_first = itemgetter(0)
+_rest = itemgetter(slice(1, None))
+
+
+def _keys_box(keys: list[Key], layer: Layer, ndim: int) -> list[tuple[int, int]] | None:
+    """The box the keys list exactly, in C order and without repeats, or None: a few
+    sequential passes in C (no hashing), which is how collections list their keys."""
+    try:
+        bounds = [
+            (min(map(itemgetter(axis), keys)), max(map(itemgetter(axis), keys)) + 1)
+            for axis in range(1, ndim + 1)
+        ]
+    except (TypeError, IndexError):
+        return None
+    if not all(type(lo) is int and type(hi) is int for lo, hi in bounds):
+        return None
+    if math.prod([hi - lo for lo, hi in bounds]) != len(keys):
+        return None
+    (prefix,) = layer.prefixes
+    expected = itertools.product((prefix,), *[range(lo, hi) for lo, hi in bounds])
+    return bounds if keys == list(expected) else None
 
 
 def _blocks_of_keys(keys: list[Key], layer: Layer) -> BlockSet:
@@ -678,6 +720,12 @@ def _blocks_of_keys(keys: list[Key], layer: Layer) -> BlockSet:
     a key of another shape or with non-integer coordinates is reported as missing."""
     own = layer.block_set()
     assert own is not None
+    box = _keys_box(keys, layer, own.ndim)
+    if box is not None:
+        return BlockSet.box(box)
+    listed: frozenset[Any] = frozenset(map(_rest, keys))
+    if set(map(len, listed)) == {own.ndim} and set(map(type, chain.from_iterable(listed))) <= {int}:
+        return BlockSet.from_blocks(listed, own.ndim)  # the common case, checked in bulk
     points = set()
     for key in keys:
         block = key[1:]

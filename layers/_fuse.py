@@ -40,7 +40,11 @@ def fuse_blockwise(graph: HighLevelGraph, keys: Sequence[Key]) -> HighLevelGraph
         >>> fused.layers["y"].template
         ArgSpec(mul, ArgSpec(getitem, Placeholder(0), 0), 10)
     """
-    requested = {graph.layer_of(k).name for k in keys if k in graph}
+    try:  # by block sets where layers allow it: no lookup per key
+        blocks, listed = graph.requested_blocks(keys)
+        requested = {*blocks, *listed}
+    except KeyError:  # some keys are not in the graph: they are ignored
+        requested = {graph.layer_of(k).name for k in keys if k in graph}
     layers: dict[str, Layer] = dict(graph.layers)
     deps = {name: set(names) for name, names in graph.dependencies.items()}
     dependents: dict[str, set[str]] = {name: set() for name in layers}

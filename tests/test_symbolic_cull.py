@@ -274,3 +274,13 @@ def test_a_layer_that_only_knows_keys_reads_blocks() -> None:
     culled = g.cull("r")
     assert set(culled) == {"r"} | {(n, i, j) for n in "oab" for i, j in [(1, 2), (0, 0)]}
     assert hlg.get(culled, "r") == hlg.get(g, "r")
+
+
+def test_keys_compare_by_value_and_order_does_not_matter() -> None:
+    graph = chain(3, 4)
+    assert set(graph.cull([("b", 1.0, 0)])) == set(graph.cull([("b", 1, 0)]))
+    in_order = box_keys("b", [(0, 2), (1, 3)])
+    shuffled = in_order[::-1] + in_order[:1]  # same box: reversed, one key twice
+    assert graph.cull(shuffled).layers.keys() == graph.cull(in_order).layers.keys()
+    with pytest.raises(hlg.MissingKeyError, match=r"\('b', 0\.5, 0\)"):
+        graph.cull([("b", 0.5, 0)])
