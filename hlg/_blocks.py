@@ -146,16 +146,23 @@ class BlockSet(Set[Block]):
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
+    def _one_box(cls, box: Box) -> BlockSet:
+        """One box known to be well formed: no normalization to do."""
+        if not _box_size(box):
+            return cls(len(box))
+        new = cls.__new__(cls)
+        new.ndim, new.boxes, new.points = len(box), (box,), frozenset()
+        return new
+
+    @classmethod
     def full(cls, shape: Iterable[int]) -> BlockSet:
         """Every block of a grid of ``shape`` blocks: one box."""
-        dims = tuple(shape)
-        return cls(len(dims), [tuple((0, n) for n in dims)])
+        return cls._one_box(tuple([(0, int(n)) for n in shape]))
 
     @classmethod
     def box(cls, ranges: Iterable[tuple[int, int]]) -> BlockSet:
         """The blocks of one box, given as a ``(start, stop)`` range per axis."""
-        box = tuple(ranges)
-        return cls(len(box), [box])
+        return cls._one_box(tuple([(int(s), int(e)) for s, e in ranges]))
 
     @classmethod
     def from_blocks(cls, blocks: Iterable[Block], ndim: int) -> BlockSet:
@@ -175,7 +182,7 @@ class BlockSet(Set[Block]):
             for axis in range(ndim)
         )
         if _box_size(bounds) == len(pts):
-            return cls(ndim, [bounds])
+            return cls._one_box(bounds)
         return cls(ndim, (), pts)
 
     # -- the Set protocol -----------------------------------------------------------------

@@ -720,7 +720,7 @@ def _blocks_of_keys(keys: list[Key], layer: Layer) -> BlockSet:
     a key of another shape or with non-integer coordinates is reported as missing."""
     own = layer.block_set()
     assert own is not None
-    box = _keys_box(keys, layer, own.ndim)
+    box = _keys_box(keys, layer, own.ndim) if len(keys) > 1 else None
     if box is not None:
         return BlockSet.box(box)
     listed: frozenset[Any] = frozenset(map(_rest, keys))

@@ -3,8 +3,9 @@
 Call :func:`check_layer` from your own test suite on every layer type you write. It
 compares what the layer says without building tasks (``len``, ``in``, iteration,
 ``prefixes``, ``dependencies``, ``dependency_tuple``, ``cull`` and its external keys,
-annotations) with the tasks it builds, then packs the layer, unpacks it with every
-unpickling entry point disabled (as a scheduler does) and compares again. A disagreement
+``cull_blocks`` for layers of blocks, annotations) with the tasks it builds, then packs
+the layer, unpacks it with every unpickling entry point disabled (as a scheduler does)
+and compares again. A disagreement
 raises :class:`LayerCheckError` naming the method and the key.
 """
 
@@ -19,6 +20,7 @@ from unittest import mock
 
 import cloudpickle
 
+from hlg._blocks import BlockSet
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key, iskey, key_prefix
 from hlg._layer import Layer, MaterializedLayer
@@ -257,7 +259,34 @@ def _check_culls(
         for key in wanted:
             if culled[key] != layer[key]:
                 raise _fail(layer, where, f"the culled task of {key!r} differs")
+        _check_cull_blocks(layer, wanted, kept, external, where)
     return external_all
+
+
+def _check_cull_blocks(
+    layer: Layer, wanted: list[Key], kept: set[Key], external: set[Key], where: str
+) -> None:
+    """A layer that culls on block sets must agree with its per-key cull."""
+    own = layer.block_set()
+    if own is None:
+        return
+    where = where.replace("cull(", "cull_blocks(", 1)
+    if len(layer.prefixes) != 1:
+        raise _fail(layer, "block_set", f"a layer of blocks needs one prefix, not {layer.prefixes}")
+    (prefix,) = layer.prefixes
+    if len(own) != len(layer) or any(not (iskey(k) and k[0] == prefix) for k in wanted):
+        raise _fail(layer, "block_set", "does not describe the layer's keys")
+    blocks = BlockSet.from_blocks([k[1:] for k in wanted], own.ndim)  # type: ignore[misc]
+    culled, needs, other = layer.cull_blocks(blocks)
+    if set(culled) != kept:
+        raise _fail(layer, where, "keeps other keys than cull")
+    said = {(p, *b) for p, bs in needs.items() for b in bs} | set(other)
+    if said != external:
+        raise _fail(
+            layer,
+            where,
+            f"reads {sorted(said, key=repr)[:6]}, but cull says {sorted(external, key=repr)[:6]}",
+        )
 
 
 def _check_annotations(layer: Layer) -> None:

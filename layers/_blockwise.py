@@ -445,7 +445,10 @@ class Blockwise(Layer):
         """The layer's output blocks: every block of its shape, or the culled ones."""
         if self.output_blocks is not None:
             return self.output_blocks
-        return BlockSet.full(self.shape)
+        full = self.__dict__.get("_full_blocks")
+        if full is None:
+            full = self.__dict__["_full_blocks"] = BlockSet.full(self.shape)
+        return full
 
     def cull_blocks(self, blocks: BlockSet) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
         """Keep ``blocks`` and say which input blocks they read, by input name.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import hlg
-from hlg import DataNode, GraphNode, Key, Layer, MaterializedLayer, Task, TaskRef, layers
+from hlg import BlockSet, DataNode, GraphNode, Key, Layer, MaterializedLayer, Task, TaskRef, layers
 from hlg.testing import LayerCheckError, check_layer, no_unpickling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +122,29 @@ class WrongPrefixes(Counting):
         return frozenset({"other"})
 
 
+class Blocks(Counting):
+    """A layer of blocks with the default ``cull_blocks`` (enumerates, then culls)."""
+
+    def block_set(self) -> BlockSet:
+        return BlockSet.full((self.n,))
+
+
+class BlocksWithoutReads(Blocks):
+    def cull_blocks(self, blocks: BlockSet) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        culled, _, _ = super().cull_blocks(blocks)
+        return culled, {}, frozenset()
+
+
+class BlocksKeepingAll(Blocks):
+    def cull_blocks(self, blocks: BlockSet) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        _, needs, external = super().cull_blocks(blocks)
+        return self, needs, external
+
+
+def test_a_layer_of_blocks_passes() -> None:
+    check_layer(Blocks(), pack=False)
+
+
 class WrongKey(Counting):
     def __getitem__(self, key: Key) -> GraphNode:
         task = super().__getitem__(key)
@@ -139,6 +162,12 @@ class WrongKey(Counting):
         (KeepsAll(), "keeps [('c', 3)] too much"),
         (WrongPrefixes(), "prefixes: misses ['c']"),
         (WrongKey(), "__getitem__(('c', 0)): builds a node keyed ('elsewhere', 0)"),
+        (
+            BlocksWithoutReads(),
+            "cull_blocks([('c', 0), ('c', 1), ('c', 2), ('c', 3)]): reads [], but cull says "
+            "[('src', 0)]",
+        ),
+        (BlocksKeepingAll(), ")]): keeps other keys than cull"),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, Layer) else "",
 )
