@@ -322,13 +322,13 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
             source = self.layers[name]
             external: frozenset[Key]
             if symbolic and source.block_set() is not None:
-                need = blocks.pop(name, None)
-                if name in wanted:
+                if name in wanted:  # keys listed by readers that only know keys
                     listed = _blocks_of_keys(wanted.pop(name), source)
                     self._want(blocks, source, listed, None)
-                    need = blocks.pop(name)
-                assert need is not None
+                need = blocks.pop(name)
                 layer, needs, external = source.cull_blocks(need)
+            elif symbolic:
+                layer, needs, external = source.cull_keys(wanted.pop(name))
             else:
                 layer, external = source.cull(wanted.pop(name))
                 needs = {}

@@ -139,6 +139,17 @@ class Layer(Mapping[Key, GraphNode]):
         layer, external = self.cull([(prefix, *b) for b in blocks])
         return layer, {}, external
 
+    def cull_keys(self, keys: Iterable[Key]) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        """:meth:`cull`, with the blocks read from layers of blocks given as block sets.
+
+        Returns the smaller layer, the blocks it reads by key prefix and the other keys
+        it reads. The default reports everything as keys (``cull``); a layer that reads
+        whole ranges of another layer (a tree reduction, a shuffle) says so as a
+        :class:`BlockSet`, so culling does not enumerate those keys.
+        """
+        layer, external = self.cull(keys)
+        return layer, {}, external
+
     def materialize(self) -> dict[Key, GraphNode]:
         """Build every task: the only full materialization, done when asked for."""
         with gc_paused():

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from hlg import (
+    BlockSet,
     GraphNode,
     HighLevelGraph,
     Key,
@@ -27,6 +28,7 @@ from hlg import (
     TaskRef,
     UnpackContext,
 )
+from hlg._blocks import MAX_BOXES
 from hlg._gc import gc_paused
 from hlg._task import _rebuild_task
 from hlg._wire import LayerRecord, decode_state
@@ -354,9 +356,28 @@ class TreeReduction(Layer):
         >>> len(culled), sorted(external)[:2], len(external)
         (21, [('s', 16), ('s', 17)], 16)
         """
+        culled = self._keeping(keys)
+        return culled, culled._inputs_read()
+
+    def cull_keys(self, keys: Iterable[Key]) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        """:meth:`cull`, with the input partitions read given as ranges (a BlockSet).
+
+        >>> red = TreeReduction("r", "s", 10**6, abs, sum, sum)
+        >>> culled, needs, other = red.cull_keys([("r", 0)])
+        >>> culled is red, needs, other
+        (True, {'s': BlockSet(1, boxes=[((0, 1000000),)], points=0)}, frozenset())
+        """
+        culled = self._keeping(keys)
+        ranges = [((r.start, r.stop),) for r in culled._ranges(0) if len(r)]
+        if len(ranges) > MAX_BOXES:  # as many boxes as keys would be: list them
+            return culled, {}, culled._inputs_read()
+        return culled, {self.input_name: BlockSet(1, ranges)}, frozenset()
+
+    def _keeping(self, keys: Iterable[Key]) -> TreeReduction:
+        """This layer, or the subtrees of the requested keys."""
         nodes = {node for node in map(self._locate, keys) if node is not None}
         if (self.depth, 0) in nodes and self.roots is None:
-            return self, self._inputs_read()
+            return self
         culled = TreeReduction._rebuild(
             self.culled_name(self._key(*node) for node in nodes),
             self.output,
@@ -368,8 +389,8 @@ class TreeReduction(Layer):
             self.annotations,
         )
         if self.roots is not None and culled.roots == self.roots:
-            return self, self._inputs_read()
-        return culled, culled._inputs_read()
+            return self
+        return culled
 
     def _inputs_read(self) -> frozenset[Key]:
         name = self.input_name

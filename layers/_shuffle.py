@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from hlg import (
+    BlockSet,
     GraphNode,
     HighLevelGraph,
     Key,
@@ -452,24 +453,45 @@ class Shuffle(Layer):
         >>> len(culled), len(external), culled.name.startswith("y-cull-")
         (1033, 1000, True)
         """
+        listed = list(keys)
+        culled = self._keeping(listed)
+        if culled is None:  # split keys requested by name: the generic closure keeps them
+            return Layer.cull(self, listed)
+        return culled, culled._inputs_read()
+
+    def cull_keys(self, keys: Iterable[Key]) -> tuple[Layer, dict[str, BlockSet], frozenset[Key]]:
+        """:meth:`cull`, with the input partitions read given as one range (a BlockSet).
+
+        >>> layer = Shuffle("y", "x", 1000, 1000, list, list)
+        >>> culled, needs, other = layer.cull_keys([("y", 7)])
+        >>> len(culled), needs, other
+        (1033, {'x': BlockSet(1, boxes=[((0, 1000),)], points=0)}, frozenset())
+        """
+        listed = list(keys)
+        culled = self._keeping(listed)
+        if culled is None:
+            return Layer.cull_keys(self, listed)
+        if culled.parts_out is not None and not culled.parts_out:
+            return culled, {}, frozenset()
+        return culled, {self.input_name: BlockSet.full((self.npartitions_in,))}, frozenset()
+
+    def _keeping(self, keys: list[Key]) -> Shuffle | None:
+        """This layer, or the one keeping the requested output partitions (None when
+        split keys are requested by name)."""
         outputs: set[int] = set()
-        inner: list[Key] = []
         for key in keys:
             where = self._locate(key)
             if where is None:
                 continue
-            if where[0] == self.stages:
-                outputs.add(where[1])
-            else:
-                inner.append(key)
-        if inner:  # split keys requested by name: the generic closure keeps them
-            return Layer.cull(self, [*inner, *((self.output, q) for q in outputs)])
+            if where[0] != self.stages:
+                return None
+            outputs.add(where[1])
         if self.parts_out is None and len(outputs) == self.npartitions_out:
-            return self, self._inputs_read()
+            return self
         if self.parts_out is not None and outputs == self.parts_out:
-            return self, self._inputs_read()
+            return self
         name = self.culled_name((self.output, q) for q in outputs)
-        culled = Shuffle._rebuild(
+        return Shuffle._rebuild(
             name,
             self.output,
             self.input_name,
@@ -480,7 +502,6 @@ class Shuffle(Layer):
             outputs,
             self.annotations,
         )
-        return culled, culled._inputs_read()
 
     def _inputs_read(self) -> frozenset[Key]:
         if self.parts_out is not None and not self.parts_out:

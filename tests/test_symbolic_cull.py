@@ -284,3 +284,54 @@ def test_keys_compare_by_value_and_order_does_not_matter() -> None:
     assert graph.cull(shuffled).layers.keys() == graph.cull(in_order).layers.keys()
     with pytest.raises(hlg.MissingKeyError, match=r"\('b', 0\.5, 0\)"):
         graph.cull([("b", 0.5, 0)])
+
+
+# -- tree reductions and shuffles read their input as ranges ------------------------------
+
+
+def _parts(i: int) -> list[int]:
+    return [i, i * 7 + 1, i * 13 + 2]
+
+
+def _split(part: list[int], k: int, s: int) -> list[list[int]]:
+    pieces: list[list[int]] = [[] for _ in range(k)]
+    for x in part:
+        pieces[x // k**s % k].append(x)
+    return pieces
+
+
+def _concat(pieces: list[list[int]]) -> list[int]:
+    return sorted(x for piece in pieces for x in piece)
+
+
+def reading_graph(n: int, nout: int, every: int) -> HighLevelGraph:
+    """x (blockwise, 1-d) -> t = TreeReduction(x), s = Shuffle(x)."""
+    x = layers.blockwise(lambda b: _parts(b[0]), "x", "i", BlockIndex((n,)), "i")
+    t = layers.TreeReduction("t", "x", n, sum, sum, sum, split_every=every)
+    s = layers.Shuffle("s", "x", n, nout, _split, _concat, max_branch=every)
+    return HighLevelGraph({"x": x, "t": t, "s": s}, {"t": ["x"], "s": ["x"]})
+
+
+@given(st.data())
+def test_reductions_and_shuffles_cull_like_the_per_key_path(data: Any) -> None:
+    n = data.draw(st.integers(1, 40))
+    nout = data.draw(st.integers(1, 12))
+    graph = reading_graph(n, nout, data.draw(st.integers(2, 5)))
+    every = [k for name in ("t", "s") for k in graph.layers[name]]
+    keys = data.draw(st.lists(st.sampled_from(every), min_size=1, max_size=6))
+    symbolic, per_key = graph.cull(keys), graph._cull(keys, symbolic=False)
+    assert set(symbolic) == set(per_key) == oracle_closure(graph, keys)
+    assert hlg.get(symbolic, keys) == hlg.get(per_key, keys) == hlg.get(graph, keys)
+
+
+def test_a_tree_sum_over_a_million_blocks_enumerates_no_key(enumerations: list[str]) -> None:
+    graph = reading_graph(10**6, 4, 8)
+    culled = graph.cull([("t", 0)])
+    assert enumerations == []
+    assert sorted(culled.layers) == ["t", "x"]  # both whole: nothing renamed
+    part = graph.cull([("t-combine", 1, 3)])  # one subtree: a range of x
+    (x_layer,) = [lay for lay in part.layers.values() if "x" in lay.prefixes]
+    assert isinstance(x_layer, Blockwise) and x_layer.output_blocks == BlockSet.box([(24, 32)])
+    shuffled = graph.cull([("s", 2)])
+    assert sorted(n.split("-")[0] for n in shuffled.layers) == ["s", "x"]
+    assert enumerations == []
