@@ -62,26 +62,32 @@ BOX_FINDERS: list[Callable[[Layer, str], tuple[int, ...] | None]] = []
 
 
 class Reads(NamedTuple):
-    """The keys ``(prefix, *c)`` for every ``c`` in the box ``shape`` (C order), all read.
+    """The keys ``(prefix, *c)`` for every ``c`` with ``start[d] <= c[d] < shape[d]``
+    (``start`` defaults to zeros), all read.
 
     Every key of the box must exist in a layer the reader depends on, and the layer
     reads no key outside its boxes.
 
-    >>> Reads("x", (2, 3)).size, list(Reads("x", (2,)).each_key())
-    (6, [('x', 0), ('x', 1)])
+    >>> Reads("x", (2, 3)).size, list(Reads("x", (4,), (2,)).each_key())
+    (6, [('x', 2), ('x', 3)])
     """
 
     prefix: str
     shape: tuple[int, ...]
+    start: tuple[int, ...] = ()
+
+    def _ranges(self) -> list[range]:
+        start = self.start or (0,) * len(self.shape)
+        return [range(a, b) for a, b in zip(start, self.shape, strict=True)]
 
     @property
     def size(self) -> int:
         """How many keys the box holds."""
-        return math.prod(self.shape)
+        return math.prod(len(r) for r in self._ranges())
 
     def each_key(self) -> Iterable[Key]:
         """The keys of the box, in C order."""
-        return ((self.prefix, *c) for c in itertools.product(*map(range, self.shape)))
+        return ((self.prefix, *c) for c in itertools.product(*self._ranges()))
 
 
 def key_box(layer: Layer, prefix: str) -> tuple[int, ...] | None:
