@@ -42,10 +42,10 @@ from hlg._registry import (
 from hlg._wire import LayerRecord, PackError, decode_state, encode_key
 
 __all__ = [
-    "RUNSPEC_VERSION",
     "BlobTemplate",
     "Kind",
     "PackContext",
+    "RUNSPEC_VERSION",
     "Reads",
     "UnpackContext",
     "check_reads",

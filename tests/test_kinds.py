@@ -17,7 +17,7 @@ from hlg.kinds import Kind, PackContext, Reads, UnpackContext
 from hlg.testing import LayerCheckError, check_kind
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples" / "window_kind"))  # importable even if not installed
+sys.path.insert(0, str(ROOT / "examples" / "window-kind"))  # importable even if not installed
 from window_kind import WINDOW_SUM, WindowState, WindowSum, WindowSumKind  # noqa: E402
 
 
@@ -202,3 +202,12 @@ def test_reads_are_checked_per_box_and_refused_when_missing() -> None:
 
 def test_window_kind_class_is_a_kind() -> None:
     assert isinstance(WINDOW_SUM, WindowSumKind) and WINDOW_SUM.state_type is WindowState
+
+
+def test_window_kind_docstring_examples_run() -> None:
+    import doctest
+
+    import window_kind
+
+    result = doctest.testmod(window_kind, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
