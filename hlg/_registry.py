@@ -127,8 +127,8 @@ class UnpackContext:
 
         >>> from hlg import TaskRef
         >>> ctx = UnpackContext(1, Limits(), Blobs([b""]))
-        >>> ctx.task(("y", 0), 0, [[TaskRef(("x", 0)), TaskRef(("x", 1))]]).dependencies
-        frozenset({('x', 0), ('x', 1)})
+        >>> ctx.task(("y", 0), 0, [[TaskRef(("x", 0)), TaskRef(("x", 1))]]).dependency_tuple
+        (('x', 0), ('x', 1))
         """
         blob = template.blob if isinstance(template, BlobTemplate) else template
         return _packed_task(key, blob, fills, dependencies, self.blobs)
