@@ -275,7 +275,9 @@ def _load_entry_points() -> None:
     with _ENTRY_POINTS_LOCK:
         if _ENTRY_POINTS_LOADED.is_set():
             return
-        for entry in importlib.metadata.entry_points(group="hlg.layers"):
+        entries = importlib.metadata.entry_points(group="hlg.layers")
+        # hlg's own kinds first: another distribution cannot take a built-in name
+        for entry in sorted(entries, key=lambda e: e.dist is None or e.dist.name != "hlg"):
             dist = entry.dist.name if entry.dist is not None else None
             origin = f"distribution {dist!r}" if dist else f"entry point {entry.value!r}"
             if entry.name in _KINDS:
