@@ -71,8 +71,11 @@ def template_runspec(template: int, fills: Sequence[Any]) -> tuple[Any, ...]:
 class UnpackContext:
     """Scheduler side: what a kind needs to rebuild a layer from its state.
 
-    ``budget`` is the work (keys visited) that checks which cannot be done symbolically
-    may still spend; :meth:`spend` refuses past it, so unpack stays O(message).
+    ``limits`` (:class:`hlg.Limits`) bounds what a state may declare; ``blobs`` are the
+    message's payloads (bytes, never unpickled here); :meth:`template`, :meth:`task`
+    and :meth:`blob` build the scheduler-side tasks (see :mod:`hlg.kinds`); ``budget``
+    is the work (keys visited) that checks which cannot be done symbolically may still
+    spend; :meth:`spend` refuses past it, so unpack stays O(message).
 
     >>> ctx = UnpackContext(2, Limits(), Blobs([b"", b""]))
     >>> ctx.key(["x", 1], "here"), ctx.blob_index(1, "here")
@@ -192,11 +195,13 @@ class BlobTemplate:
 class LayerKind(Protocol):
     """A layer kind: how to pack a layer type and rebuild it on a scheduler.
 
-    ``pack`` returns msgpack-able state (keys through :func:`hlg._wire.encode_key`, user
-    objects through ``ctx.add``); ``unpack`` rebuilds a layer whose items are
-    :class:`PackedTask` objects, from the state alone, never unpickling. An optional
-    ``verify(layer, graph, where, ctx)`` checks the keys the layer reads symbolically;
-    without it every key's dependencies are checked one by one, within ``ctx.spend``.
+    Subclass :class:`hlg.kinds.Kind` to write one (typed state, symbolic checks). The
+    protocol itself: ``pack`` returns msgpack-able state (keys through
+    :func:`hlg.kinds.encode_key`, user objects through ``ctx.add``); ``unpack`` rebuilds
+    a layer whose items are :class:`PackedTask` objects, from the state alone, never
+    unpickling. An optional ``verify(layer, graph, where, ctx)`` checks the keys the
+    layer reads; without it every key's dependencies are checked one by one, within
+    ``ctx.spend``.
 
     >>> import hlg
     >>> kind = hlg.layer_kind("materialized")
