@@ -5,7 +5,9 @@ compares what the layer says without building tasks (``len``, ``in``, iteration,
 ``prefixes``, ``dependencies``, ``dependency_tuple``, ``cull`` and its external keys,
 annotations) with the tasks it builds, then packs the layer, unpacks it with every
 unpickling entry point disabled (as a scheduler does) and compares again. A disagreement
-raises :class:`LayerCheckError` naming the method and the key.
+raises :class:`LayerCheckError` naming the method and the key. :func:`check_kind` does
+the same for a layer kind (:mod:`hlg.kinds`): it packs with that kind, rebuilds the layer
+with unpickling disabled and compares the scheduler's answers with the client's.
 """
 
 from __future__ import annotations
