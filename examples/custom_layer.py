@@ -1,71 +1,56 @@
-"""A collection author's own layer kind: a sliding-window sum, written in a dozen lines.
+"""A collection author's own layer kind, packed symbolically: the window_kind example package.
 
-The layer says only what identifies its family — its keys and how to build one task —
-plus O(1) answers for ``len``, ``in`` and dependencies. It then culls, describes, runs and
-packs like a built-in kind (packing falls back to per-task payloads, with one warning,
-because the kind is not registered).
+The layer type and its kind live in ``examples/window-kind`` (an installable package
+declaring its kind in the ``hlg.layers`` entry point group; ``.ci/setup`` installs it
+with ``pip install -e``). Here a client builds, culls, checks, runs and packs a graph
+with it: the packed layer is a few numbers and one blob whatever its size, and a
+scheduler with the package installed expands it without unpickling (docs/kinds.md).
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import hlg
-from hlg import GraphNode, Key, Layer, Task, TaskRef, layers
+from hlg import layers
+from hlg.testing import check_kind
+
+try:
+    import window_kind
+except ImportError:  # a source checkout without the package installed
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "window-kind"))
+    import window_kind
+
+WindowSum = window_kind.WindowSum
 
 
-class WindowSum(Layer):
-    """Block ``i`` is the sum of blocks ``i - width + 1 .. i`` of ``source``."""
-
-    kind = "window-sum"
-
-    def __init__(self, name: str, source: str, nblocks: int, width: int) -> None:
-        super().__init__(name)
-        self.source, self.nblocks, self.width = source, nblocks, width
-
-    def __iter__(self) -> Iterator[Key]:
-        return ((self.name, i) for i in range(self.nblocks))
-
-    def __getitem__(self, key: Key) -> GraphNode:
-        if key not in self:
-            raise KeyError(key)
-        return Task(key, sum, [TaskRef(k) for k in self.dependency_tuple(key)])
-
-    # optional: symbolic answers instead of the defaults' walks over the keys
-    def __len__(self) -> int:
-        return self.nblocks
-
-    def __contains__(self, key: object) -> bool:
-        return (
-            type(key) is tuple
-            and len(key) == 2
-            and key[0] == self.name
-            and type(key[1]) is int
-            and 0 <= key[1] < self.nblocks
-        )
-
-    def dependency_tuple(self, key: Key) -> tuple[Key, ...]:
-        i: Any = key[1]
-        return tuple((self.source, j) for j in range(max(0, i - self.width + 1), i + 1))
+def graph(n: int, width: int = 3) -> hlg.HighLevelGraph:
+    numbers = layers.InputLayer("numbers", int, [str(i) for i in range(n)])
+    window = WindowSum("window", "numbers", n, width)
+    return hlg.HighLevelGraph({"numbers": numbers, "window": window}, {"window": ["numbers"]})
 
 
 def main() -> int:
-    n = 1000
-    numbers = layers.InputLayer("numbers", int, [str(i) for i in range(n)])
-    window = WindowSum("window", "numbers", n, width=3)
-    graph = hlg.HighLevelGraph({"numbers": numbers, "window": window}, {"window": ["numbers"]})
-    print(graph.describe())
+    g = graph(1000)
+    print(g.describe())
     key = ("window", 500)
-    small = graph.cull([key])
-    print(f"\nculled to {key}: {sorted(small)}")
-    assert hlg.get(graph, key) == 498 + 499 + 500
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        packed = hlg.unpack(hlg.pack(graph, [key]))
-    print(f"packed and unpacked: {packed}; warning: {caught[0].message}")
+    small = g.cull([key])
+    print(f"\nculled to {key}:\n{small.describe()}")
+    assert hlg.get(g, key) == 498 + 499 + 500
+    check_kind(window_kind.WINDOW_SUM, WindowSum("w", "numbers", 50, 4))
+    print("\ncheck_kind(WINDOW_SUM, ...) passed")
+    sizes = {}
+    for n in (1_000, 1_000_000):
+        window = WindowSum("window", "numbers", n, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # packed by its kind: no per-task fallback
+            sizes[n] = len(hlg.pack(hlg.HighLevelGraph({"window": window})))
+    print(f"packed window layer: {sizes} bytes by block count")
+    assert sizes[1_000] <= sizes[1_000_000] <= sizes[1_000] + 8  # only integer widths differ
+    packed = hlg.unpack(hlg.pack(g, [key]))
+    print(f"packed and unpacked: {packed}")
     assert hlg.get(packed, key) == 1497
     print(f"window sum at 500 = {hlg.get(packed, key)} (expected 1497)")
     return 0

@@ -1,5 +1,6 @@
 """hlg: high-level task graphs with explicit tasks, symbolic layers and packed graphs."""
 
+from hlg import _shadow as _shadow  # first: names a local file shadowing msgspec/cloudpickle
 from hlg._annotations import Annotations as Annotations
 from hlg._annotations import annotate as annotate
 from hlg._argspec import ArgSpec as ArgSpec
@@ -38,6 +39,7 @@ from hlg._pack import unpack as unpack
 from hlg._packed import PackedGraph as PackedGraph
 from hlg._packed import PackedTask as PackedTask
 from hlg._processes import WorkerDiedError as WorkerDiedError
+from hlg._registry import KindWarning as KindWarning
 from hlg._registry import LayerKind as LayerKind
 from hlg._registry import UnpackContext as UnpackContext
 from hlg._registry import layer_kind as layer_kind
@@ -70,6 +72,7 @@ __all__ = [
     "HLGCollection",
     "HighLevelGraph",
     "Key",
+    "KindWarning",
     "Layer",
     "LayerCollisionError",
     "LayerKind",

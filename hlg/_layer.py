@@ -256,11 +256,14 @@ class CulledLayer(Layer):
     >>> from hlg import DataNode
     >>> parent = MaterializedLayer({k: DataNode(k, 0) for k in "abc"}, name="p")
     >>> view = CulledLayer(parent, ["b"])
-    >>> list(view), view.name.startswith("p-cull-"), view["b"]
-    (['b'], True, DataNode('b', 0))
+    >>> list(view), view.name.startswith("p-cull-"), view["b"], view.kind
+    (['b'], True, DataNode('b', 0), 'materialized')
     """
 
-    kind = "culled"
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        """The parent's kind: a culled view is still a layer of that kind."""
+        return self.parent.kind
 
     def __init__(self, parent: Layer, keys: Iterable[Key]) -> None:
         kept = dict.fromkeys(keys)

@@ -26,9 +26,11 @@ from hlg._keys import Key, key_prefix
 from hlg._layer import Layer, MaterializedLayer, single_layer_graph_name
 from hlg._packed import PackedGraph, PackedTask, record_outputs
 from hlg._registry import (
+    KindWarning,
     LayerKind,
     UnpackContext,
     kind_for,
+    kind_load_error,
     layer_kind,
     register_layer_kind,
     verify_layer,
@@ -61,7 +63,6 @@ __all__ = [
 ]
 
 _HLG_VERSION = "0.1.0"
-_WARNED: set[type] = set()
 
 #: Key visits unpack may spend per message byte on checks that are not symbolic.
 WORK_PER_BYTE = 2
@@ -100,20 +101,29 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
         kind = kind_for(layer)
         if kind is None:
             source: Layer = getattr(layer, "parent", layer)  # a culled view: its parent's type
-            origin = type(source)
-            if origin not in _WARNED:
-                _WARNED.add(origin)
-                warnings.warn(
-                    f"hlg.pack: layer type {origin.__name__} (kind {source.kind!r}) is not a "
-                    "registered layer kind; its tasks are materialized and packed one by one",
-                    stacklevel=2,
-                )
+            warnings.warn(
+                f"hlg.pack: no registered layer kind packs layer type {type(source).__name__} "
+                f"(kind {source.kind!r}), so its tasks are materialized and packed one by one."
+                " To pack it symbolically, write an hlg.kinds.Kind for it "
+                "and register it with hlg.register_layer_kind(kind) in this process and in "
+                "the 'hlg.layers' entry point group of its package, so that schedulers find "
+                "it (docs/kinds.md)",
+                KindWarning,
+                stacklevel=2,
+            )
             layer = MaterializedLayer(layer.materialize(), name)
             kind = layer_kind("materialized")
             assert kind is not None
         annotations = dict(graph.layers[name].annotations)
         try:
-            state = encode_state(kind.pack(layer, ctx))
+            packed_state = kind.pack(layer, ctx)
+            state_type = getattr(kind, "state_type", None)
+            if isinstance(state_type, type) and not isinstance(packed_state, state_type):
+                raise TypeError(
+                    f"{type(kind).__name__}.pack returned a {type(packed_state).__name__}, "
+                    f"not its state_type {state_type.__name__}"
+                )
+            state = encode_state(packed_state)
             encode_state(annotations)  # fail here, naming the layer, not in the envelope
         except Exception as err:  # unpicklable payloads, integers beyond 64 bits, ...
             raise ValueError(
@@ -195,9 +205,14 @@ def _unpack(data: bytes | bytearray | memoryview, limits: Limits) -> PackedGraph
             raise PackError(f"layer {record.name!r} appears twice")
         kind = layer_kind(record.kind)
         if kind is None:
+            failed = kind_load_error(record.kind)
             raise PackError(
-                f"layer {record.name!r}: unknown layer kind {record.kind!r} "
-                "(no installed package registers it in the 'hlg.layers' entry point group)"
+                f"layer {record.name!r}: unknown layer kind {record.kind!r} ("
+                + (
+                    failed
+                    or "no installed package registers it in the 'hlg.layers' entry point group"
+                )
+                + ")"
             )
         if record.kind_version != kind.version:
             raise PackError(

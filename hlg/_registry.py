@@ -12,15 +12,17 @@ import importlib.metadata
 import inspect
 import threading
 import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from hlg._blobs import Blobs, PackContext
+from hlg._blobs import BlobRef, Blobs, PackContext
 from hlg._get import CycleError, postorder
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key, key_prefix
 from hlg._layer import Layer, MaterializedLayer
 from hlg._packed import PackedTask
-from hlg._task import Alias, DataNode, GraphNode, Task
+from hlg._shadow import describe_shadowing
+from hlg._task import Alias, DataNode, GraphNode, Task, _scan
 from hlg._wire import (
     LayerRecord,
     Limits,
@@ -32,21 +34,48 @@ from hlg._wire import (
 )
 
 __all__ = [
+    "RUNSPEC_VERSION",
+    "BlobTemplate",
+    "KindWarning",
     "LayerKind",
     "MaterializedKind",
     "UnpackContext",
     "kind_for",
+    "kind_load_error",
     "layer_kind",
     "register_layer_kind",
+    "template_runspec",
     "verify_layer",
 ]
+
+#: The version of the runspec contract: ``("bwg", template_blob, fills)``, where a worker
+#: calls ``blobs.load_code(template_blob).fill(key, fills)`` after replacing every
+#: :class:`hlg.BlobRef` in ``fills`` (also inside lists) by its unpickled value.
+RUNSPEC_VERSION = 1
+
+
+def template_runspec(template: int, fills: Sequence[Any]) -> tuple[Any, ...]:
+    """The runspec (version 1) of a task built by template blob ``template`` from ``fills``.
+
+    On a worker, the template (any picklable object with ``fill(key, fills) -> node``,
+    such as :class:`hlg.ArgSpec`) is unpickled once per computation; ``fills`` hold
+    plain data, :class:`hlg.TaskRef` s (also in nested lists) and :class:`hlg.BlobRef` s.
+
+    >>> from hlg import TaskRef
+    >>> template_runspec(0, [TaskRef("x"), BlobRef(1)])
+    ('bwg', 0, (TaskRef('x'), BlobRef(1)))
+    """
+    return ("bwg", template, tuple(fills))
 
 
 class UnpackContext:
     """Scheduler side: what a kind needs to rebuild a layer from its state.
 
-    ``budget`` is the work (keys visited) that checks which cannot be done symbolically
-    may still spend; :meth:`spend` refuses past it, so unpack stays O(message).
+    ``limits`` (:class:`hlg.Limits`) bounds what a state may declare; ``blobs`` are the
+    message's payloads (bytes, never unpickled here); :meth:`template`, :meth:`task`
+    and :meth:`blob` build the scheduler-side tasks (see :mod:`hlg.kinds`); ``budget``
+    is the work (keys visited) that checks which cannot be done symbolically may still
+    spend; :meth:`spend` refuses past it, so unpack stays O(message).
 
     >>> ctx = UnpackContext(2, Limits(), Blobs([b"", b""]))
     >>> ctx.key(["x", 1], "here"), ctx.blob_index(1, "here")
@@ -77,6 +106,36 @@ class UnpackContext:
         """Decode a list of keys."""
         return decode_keys(objs, self.limits, where)
 
+    def blob(self, index: Any, where: str) -> BlobRef:
+        """A checked reference to blob ``index``, to put in a task's fills (a worker
+        replaces it by the unpickled value)."""
+        return BlobRef(self.blob_index(index, where))
+
+    def template(self, index: Any, where: str = "template") -> BlobTemplate:
+        """The template stored in blob ``index`` (checked), as a scheduler-side stand-in
+        whose ``fill(key, fills)`` builds :class:`hlg.PackedTask` objects."""
+        return BlobTemplate(self.blob_index(index, where), self.blobs)
+
+    def task(
+        self,
+        key: Key,
+        template: int | BlobTemplate,
+        fills: Sequence[Any],
+        dependencies: Iterable[Key] | None = None,
+    ) -> PackedTask:
+        """The packed task of ``key``, built on a worker by ``template.fill(key, fills)``.
+
+        Its dependencies are the :class:`hlg.TaskRef` s inside ``fills`` unless given;
+        a worker checks that the task it builds reads exactly those.
+
+        >>> from hlg import TaskRef
+        >>> ctx = UnpackContext(1, Limits(), Blobs([b""]))
+        >>> ctx.task(("y", 0), 0, [[TaskRef(("x", 0)), TaskRef(("x", 1))]]).dependency_tuple
+        (('x', 0), ('x', 1))
+        """
+        blob = template.blob if isinstance(template, BlobTemplate) else template
+        return _packed_task(key, blob, fills, dependencies, self.blobs)
+
     def spend(self, work: int, where: str) -> None:
         """Take ``work`` key visits from the budget, or raise :class:`PackError`."""
         if work > self.budget:
@@ -87,14 +146,62 @@ class UnpackContext:
         self.budget -= work
 
 
+def _packed_task(
+    key: Key, blob: int, fills: Sequence[Any], dependencies: Iterable[Key] | None, blobs: Blobs
+) -> PackedTask:
+    if dependencies is None:
+        found: list[Key] = []
+        for fill in fills:
+            _scan(fill, found)
+        dependencies = found
+    return PackedTask(key, dependencies, template_runspec(blob, fills), blobs)
+
+
+class BlobTemplate:
+    """A template known by its blob on the scheduler: ``fill`` builds a PackedTask.
+
+    Made by :meth:`UnpackContext.template`; it stands where the client's layer holds its
+    template object, so the same layer class builds packed tasks on a scheduler.
+
+    >>> from hlg import TaskRef
+    >>> ctx = UnpackContext(1, Limits(), Blobs([b""]))
+    >>> ctx.template(0).fill(("y", 0), [TaskRef(("x", 0))])
+    PackedTask(('y', 0), deps=[('x', 0)], runspec='bwg')
+    """
+
+    __slots__ = ("blob", "blobs")
+
+    def __init__(self, blob: int, blobs: Blobs) -> None:
+        self.blob = blob
+        self.blobs = blobs
+
+    def fill(self, key: Key, fills: Sequence[Any]) -> PackedTask:
+        """The packed task of ``key``; its dependencies are the ``TaskRef`` s in ``fills``."""
+        return _packed_task(key, self.blob, fills, None, self.blobs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BlobTemplate, (self.blob, self.blobs))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is BlobTemplate and other.blob == self.blob
+
+    def __hash__(self) -> int:
+        return hash((BlobTemplate, self.blob))
+
+    def __repr__(self) -> str:
+        return f"BlobTemplate({self.blob})"
+
+
 class LayerKind(Protocol):
     """A layer kind: how to pack a layer type and rebuild it on a scheduler.
 
-    ``pack`` returns msgpack-able state (keys through :func:`hlg._wire.encode_key`, user
-    objects through ``ctx.add``); ``unpack`` rebuilds a layer whose items are
-    :class:`PackedTask` objects, from the state alone, never unpickling. An optional
-    ``verify(layer, graph, where, ctx)`` checks the keys the layer reads symbolically;
-    without it every key's dependencies are checked one by one, within ``ctx.spend``.
+    Subclass :class:`hlg.kinds.Kind` to write one (typed state, symbolic checks). The
+    protocol itself: ``pack`` returns msgpack-able state (keys through
+    :func:`hlg.kinds.encode_key`, user objects through ``ctx.add``); ``unpack`` rebuilds
+    a layer whose items are :class:`PackedTask` objects, from the state alone, never
+    unpickling. An optional ``verify(layer, graph, where, ctx)`` checks the keys the
+    layer reads; without it every key's dependencies are checked one by one, within
+    ``ctx.spend``.
 
     >>> import hlg
     >>> kind = hlg.layer_kind("materialized")
@@ -113,12 +220,45 @@ class LayerKind(Protocol):
 
 
 _KINDS: dict[str, LayerKind] = {}
+_ORIGINS: dict[str, str] = {}  # kind name -> the distribution (or module) that registered it
+_LOAD_ERRORS: dict[str, str] = {}  # kind name -> why its entry point could not be loaded
 _ENTRY_POINTS_LOADED = threading.Event()
 _ENTRY_POINTS_LOCK = threading.Lock()
 
 
+class KindWarning(UserWarning):
+    """A layer kind problem that does not stop hlg: an unregistered layer type packed one
+    task at a time, a kind name two distributions declare, an entry point that fails.
+
+    Emitted through :mod:`warnings`, so the usual filters apply
+    (``warnings.simplefilter("always", hlg.KindWarning)`` shows every occurrence).
+
+    >>> issubclass(KindWarning, UserWarning)
+    True
+    """
+
+
+def _origin_of(kind: object) -> str:
+    """The distribution that provides ``kind``'s class, else its module."""
+    module = type(kind).__module__
+    top = module.split(".")[0]
+    dists = _packages_distributions().get(top)
+    return f"distribution {dists[0]!r}" if dists else f"module {module!r}"
+
+
+_DISTRIBUTIONS: dict[str, list[str]] = {}
+
+
+def _packages_distributions() -> dict[str, list[str]]:
+    if not _DISTRIBUTIONS:
+        _DISTRIBUTIONS.update(importlib.metadata.packages_distributions())
+        _DISTRIBUTIONS.setdefault("", [])  # computed once, even when empty
+    return _DISTRIBUTIONS
+
+
 def register_layer_kind(kind: LayerKind) -> LayerKind:
-    """Register a layer kind under ``kind.name`` in this process.
+    """Register a layer kind under ``kind.name`` in this process (replacing one of that
+    name).
 
     Installed packages declare kinds in the entry point group ``hlg.layers`` instead, so
     that a scheduler finds them without being told.
@@ -128,6 +268,8 @@ def register_layer_kind(kind: LayerKind) -> LayerKind:
     True
     """
     _KINDS[kind.name] = kind
+    _ORIGINS[kind.name] = _origin_of(kind)
+    _LOAD_ERRORS.pop(kind.name, None)
     return kind
 
 
@@ -138,16 +280,59 @@ def _load_entry_points() -> None:
     with _ENTRY_POINTS_LOCK:
         if _ENTRY_POINTS_LOADED.is_set():
             return
-        for entry in importlib.metadata.entry_points(group="hlg.layers"):
+        entries = importlib.metadata.entry_points(group="hlg.layers")
+        # hlg's own kinds first: another distribution cannot take a built-in name
+        for entry in sorted(entries, key=lambda e: e.dist is None or e.dist.name != "hlg"):
+            dist = entry.dist.name if entry.dist is not None else None
+            origin = f"distribution {dist!r}" if dist else f"entry point {entry.value!r}"
             if entry.name in _KINDS:
+                if _ORIGINS.get(entry.name) != origin and not _declares(entry, entry.name):
+                    warnings.warn(
+                        f"hlg: {origin} declares layer kind {entry.name!r} ({entry.value}), "
+                        f"which {_ORIGINS.get(entry.name, 'another package')} already "
+                        f"registers; the kind of {_ORIGINS.get(entry.name)} is kept. "
+                        "Rename one of them: a kind name must be unique",
+                        KindWarning,
+                        stacklevel=3,
+                    )
                 continue
             try:
                 kind = entry.load()
             except Exception as err:  # a broken plugin must not break every other kind
-                warnings.warn(f"hlg: cannot load layer kind {entry.name!r}: {err}", stacklevel=2)
+                reason = f"{type(err).__name__}: {err}"
+                shadow = describe_shadowing()
+                if shadow is not None:
+                    reason += f" ({shadow})"
+                _LOAD_ERRORS[entry.name] = f"{origin} fails to load it: {reason}"
+                warnings.warn(
+                    f"hlg: cannot load layer kind {entry.name!r} of {origin}: {reason}",
+                    KindWarning,
+                    stacklevel=3,
+                )
                 continue
-            _KINDS.setdefault(entry.name, kind)
+            if entry.name in _KINDS:  # loading registered it (a package's own import)
+                continue
+            _KINDS[entry.name] = kind
+            _ORIGINS[entry.name] = origin
         _ENTRY_POINTS_LOADED.set()  # only now: others waited on the lock until here
+
+
+def _declares(entry: importlib.metadata.EntryPoint, name: str) -> bool:
+    """Whether ``entry`` names the very kind registered as ``name`` (then it is no clash)."""
+    try:
+        return entry.load() is _KINDS[name]
+    except Exception:
+        return False
+
+
+def kind_load_error(name: str) -> str | None:
+    """Why the entry point declaring kind ``name`` could not be loaded, or None.
+
+    >>> kind_load_error("blockwise") is None
+    True
+    """
+    _load_entry_points()
+    return _LOAD_ERRORS.get(name)
 
 
 def layer_kind(name: str) -> LayerKind | None:

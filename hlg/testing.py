@@ -5,8 +5,10 @@ compares what the layer says without building tasks (``len``, ``in``, iteration,
 ``prefixes``, ``dependencies``, ``dependency_tuple``, ``cull`` and its external keys,
 ``cull_blocks`` for layers of blocks, annotations) with the tasks it builds, then packs
 the layer, unpacks it with every unpickling entry point disabled (as a scheduler does)
-and compares again. A disagreement
-raises :class:`LayerCheckError` naming the method and the key.
+and compares again. A disagreement raises :class:`LayerCheckError` naming the method and
+the key. :func:`check_kind` does the same for a layer kind (:mod:`hlg.kinds`): it packs
+with that kind, rebuilds the layer with unpickling disabled and compares the scheduler's
+answers with the client's.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from hlg._blocks import BlockSet
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key, iskey, key_prefix
 from hlg._layer import Layer, MaterializedLayer
+from hlg._packed import PackedTask
 from hlg._task import DataNode, GraphNode
 
-__all__ = ["LayerCheckError", "check_layer", "no_unpickling"]
+__all__ = ["LayerCheckError", "check_kind", "check_layer", "no_unpickling"]
 
 
 class LayerCheckError(AssertionError):
@@ -299,13 +302,9 @@ def _check_annotations(layer: Layer) -> None:
         raise _fail(layer, "with_annotations", "changed the original layer")
 
 
-def _check_pack(
-    layer: Layer, chosen: list[Key], tasks: dict[Key, GraphNode], external: set[Key]
-) -> None:
-    from hlg import pack, unpack
-
-    # Every key the layer reads must exist for unpack to accept the graph; the symbolic
-    # answers were checked on the sample above, so they are trusted for the rest here.
+def _with_inputs(layer: Layer, external: set[Key]) -> HighLevelGraph:
+    """``layer`` in a graph with a placeholder ``DataNode`` for every key it reads from
+    outside. The symbolic answers were checked on a sample, so they are trusted here."""
     reads: set[Key] = set(external)
     for key in layer:
         reads.update(d for d in layer.dependency_tuple(key) if d not in layer)
@@ -315,8 +314,15 @@ def _check_pack(
         outside = MaterializedLayer({k: DataNode(k, None) for k in reads})
         layers[outside.name] = outside
         deps[layer.name] = [outside.name]
-    graph = HighLevelGraph(layers, deps)
-    data = pack(graph)
+    return HighLevelGraph(layers, deps)
+
+
+def _check_pack(
+    layer: Layer, chosen: list[Key], tasks: dict[Key, GraphNode], external: set[Key]
+) -> None:
+    from hlg import pack, unpack
+
+    data = pack(_with_inputs(layer, external))
     with no_unpickling():
         packed = unpack(data)
         side = packed.layers[layer.name]
@@ -329,9 +335,145 @@ def _check_pack(
                 raise _fail(layer, "pack/unpack", f"{key!r} is missing after unpacking")
             if packed.dependencies(key) != tasks[key].dependencies:
                 raise _fail(layer, "pack/unpack", f"the dependencies of {key!r} changed")
+    _check_worker_tasks(layer, packed, chosen, tasks)
+
+
+def _check_worker_tasks(
+    layer: Layer, packed: Any, chosen: list[Key], tasks: dict[Key, GraphNode]
+) -> None:
     for key in chosen[:50]:
         node = packed[key].unpack(packed.blobs)
         if node.key != key or node.dependencies != tasks[key].dependencies:
             raise _fail(layer, "pack/unpack", f"the worker-side task of {key!r} differs")
         if node != tasks[key] and repr(node) != repr(tasks[key]):
             raise _fail(layer, "pack/unpack", f"the worker-side task of {key!r} differs")
+
+
+@contextlib.contextmanager
+def _registered(kind: Any) -> Iterator[None]:
+    """``kind`` registered under its name inside the block, the previous one after."""
+    from hlg import _registry
+
+    _registry._load_entry_points()
+    previous = _registry._KINDS.get(kind.name)
+    origin = _registry._ORIGINS.get(kind.name)
+    _registry._KINDS[kind.name] = kind
+    try:
+        yield
+    finally:
+        if previous is None:
+            _registry._KINDS.pop(kind.name, None)
+        else:
+            _registry._KINDS[kind.name] = previous
+            if origin is not None:
+                _registry._ORIGINS[kind.name] = origin
+
+
+def _verifies_key_by_key(kind: Any, layer: Layer) -> bool:
+    from hlg.kinds import Kind
+
+    verify = getattr(kind, "verify", None)
+    if verify is None:
+        return True
+    if isinstance(kind, Kind) and type(kind).verify is Kind.verify:
+        return kind.reads(layer) is None
+    return False
+
+
+def check_kind(
+    kind: Any,
+    layer: Layer,
+    *,
+    max_keys: int = 2_000,
+    cull_samples: int = 5,
+    symbolic: bool = True,
+    seed: int = 0,
+) -> None:
+    """Check that ``kind`` packs ``layer`` and rebuilds it on a scheduler faithfully.
+
+    First :func:`check_layer` on the client side; then ``layer`` is packed with ``kind``
+    (registered for the duration of the check) and unpacked with unpickling disabled,
+    and the scheduler-side layer must give the same keys, membership, dependencies and
+    culls, with tasks that a worker turns into the client's tasks. With
+    ``symbolic=True`` the kind must also avoid the O(tasks) paths of unpack: its layer
+    knows its key ``prefixes`` and ``verify`` is per box (:meth:`hlg.kinds.Kind.reads`)
+    or the kind's own.
+
+    >>> import hlg
+    >>> from hlg import layers
+    >>> x = layers.blockwise(len, "x", "i", layers.BlockIndex((4,)), "i")
+    >>> check_kind(hlg.layer_kind("input"), layers.InputLayer("read", str.upper, ["a", "b"]))
+    >>> check_kind(hlg.layer_kind("shuffle"), x)
+    Traceback (most recent call last):
+    ...
+    hlg.testing.LayerCheckError: Blockwise 'x': handles: ShuffleKind.handles(layer) is False, ...
+    """
+    from hlg import pack, unpack
+
+    if not isinstance(layer, Layer):
+        raise TypeError(f"check_kind needs an hlg.Layer; got {type(layer).__name__}")
+    check_layer(layer, max_keys=max_keys, cull_samples=cull_samples, pack=False, seed=seed)
+    kind_name = type(kind).__name__
+    if not kind.handles(layer):
+        raise _fail(layer, "handles", f"{kind_name}.handles(layer) is False, so it cannot pack it")
+    if layer.kind != kind.name:
+        raise _fail(layer, "kind", f"the layer's kind is {layer.kind!r}, the kind's {kind.name!r}")
+    if symbolic and _verifies_key_by_key(kind, layer):
+        raise _fail(
+            layer,
+            "verify",
+            f"{kind_name} checks the keys the layer reads one by one on unpack (O(tasks), "
+            "refused past the message's work budget): give it reads(layer) or verify(...)",
+        )
+    keys = list(layer)
+    rng = random.Random(seed)
+    chosen = keys if len(keys) <= max_keys else rng.sample(keys, max_keys)
+    tasks = {key: layer[key] for key in chosen}
+    _, external = layer.cull(chosen)
+    with _registered(kind):
+        data = pack(_with_inputs(layer, set(external)))
+        with no_unpickling():
+            packed = unpack(data)
+            side = packed.layers[layer.name]
+            if type(side).kind != layer.kind and side.kind != layer.kind:
+                raise _fail(layer, "unpack", f"rebuilt as kind {side.kind!r}, not {layer.kind!r}")
+            if (
+                symbolic
+                and "_prefixes" not in side.__dict__
+                and type(side).prefixes is Layer.prefixes
+            ):
+                raise _fail(
+                    layer,
+                    "prefixes",
+                    "the rebuilt layer finds its key prefixes by iterating its keys (O(tasks) "
+                    "on unpack): define the prefixes property",
+                )
+            if len(side) != len(layer):
+                raise _fail(
+                    layer, "unpack", f"{len(side)} tasks after unpacking, {len(layer)} before"
+                )
+            side_keys = list(side)
+            if side_keys != keys:
+                raise _fail(
+                    layer, "unpack", "the rebuilt layer iterates other keys (or in another order)"
+                )
+            _check_keys(side, side_keys)
+            for key in chosen:
+                if side.dependencies(key) != tasks[key].dependencies:
+                    raise _fail(
+                        layer,
+                        f"unpack: dependencies({key!r})",
+                        f"scheduler says {sorted(map(repr, side.dependencies(key)))}, the task "
+                        f"reads {sorted(map(repr, tasks[key].dependencies))}",
+                    )
+            side_tasks = _check_tasks(side, chosen)
+            _check_culls(side, side_keys, chosen, random.Random(seed), cull_samples)
+    for key, node in side_tasks.items():
+        if not isinstance(node, PackedTask):
+            raise _fail(
+                layer,
+                "unpack",
+                f"the scheduler-side task of {key!r} is a "
+                f"{type(node).__name__}, not an hlg.PackedTask",
+            )
+    _check_worker_tasks(layer, packed, chosen, tasks)

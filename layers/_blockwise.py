@@ -10,6 +10,7 @@ are computed from block coordinates, and one task is built per ``layer[key]``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import operator
@@ -634,6 +635,31 @@ def _collect(
     out.append(tuple(coords))
 
 
+_LAYER_OPTIONS = {"name": "layer_name", "annotations": "layer_annotations"}
+
+
+def _check_layer_keywords(func: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``name=``/``annotations=`` that ``func`` does not take: they were meant for
+    the layer (``layer_name=``/``layer_annotations=``), and would fail only when run."""
+    misplaced = [k for k in _LAYER_OPTIONS if k in kwargs]
+    if not misplaced:
+        return
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # not introspectable: the keyword goes to func
+        return
+    params = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for k in misplaced:
+        param = params.get(k)
+        if param is None or param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(
+                f"blockwise: keyword {k!r} goes to {getattr(func, '__name__', func)!r}, "
+                f"which does not take it; name the layer's option {_LAYER_OPTIONS[k]}="
+            )
+
+
 def blockwise(
     func: Callable[..., Any],
     out_name: str,
@@ -642,8 +668,9 @@ def blockwise(
     numblocks: Mapping[str, Sequence[int]] | None = None,
     new_axes: Mapping[str, int | tuple[int, ...]] | None = None,
     concatenate: bool | Callable[..., Any] | None = None,
-    name: str | None = None,
-    annotations: Mapping[str, Any] | None = None,
+    layer_name: str | None = None,
+    layer_annotations: Mapping[str, Any] | None = None,
+    func_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Blockwise:
     """Build a :class:`Blockwise` layer from ``(argument, index)`` pairs.
@@ -654,7 +681,12 @@ def blockwise(
     new output indices to their chunks: an int (one block) or a tuple of chunk sizes
     (one block each). ``concatenate=True`` turns contracted lists into one block with
     :func:`concatenate_axes`; a callable ``f(blocks, axes)`` does it your way.
-    ``**kwargs`` go to ``func``; they may hold ``TaskRef``s.
+    ``**kwargs`` go to ``func``; they may hold ``TaskRef``s. The builder's own options are
+    keyword-only and spelled so that they do not collide with a function's keywords:
+    ``layer_name`` (default ``out_name``) and ``layer_annotations`` name and annotate the
+    layer, so ``name=`` or ``annotations=`` reach ``func``; ``func_kwargs`` passes any
+    keyword to ``func``, even one spelled like an option (``numblocks``, ...).
+    A 0-d output (``out_ind=""``) has the single key ``(out_name,)``, a tuple.
 
     >>> from operator import add
     >>> nb = {"x": (2, 3), "y": (3, 2)}
@@ -664,6 +696,12 @@ def blockwise(
     >>> dot = blockwise(sum, "s", "i", "x", "ij", numblocks={"x": (2, 3)})
     >>> dot[("s", 1)]
     Task(('s', 1), sum, [TaskRef(('x', 1, 0)), TaskRef(('x', 1, 1)), TaskRef(('x', 1, 2))])
+    >>> def label(block, name="?"):
+    ...     return f"{name}: {block}"
+    >>> named = blockwise(label, "n", "i", "x", "i", numblocks={"x": (2,)}, name="x",
+    ...                   layer_name="labels")
+    >>> named.name, named[("n", 1)]
+    ('labels', Task(('n', 1), label, TaskRef(('x', 1)), name='x'))
     """
     if len(args) % 2:
         raise ValueError(
@@ -691,7 +729,24 @@ def blockwise(
         numbers.append(position)
     axes = {k: (len(v) if isinstance(v, (tuple, list)) else 1) for k, v in (new_axes or {}).items()}
     names = {a for a, _ in indices if isinstance(a, str)}
+    _check_layer_keywords(func, kwargs)
+    if func_kwargs:
+        both = sorted(set(func_kwargs) & set(kwargs))
+        if both:
+            raise TypeError(f"blockwise: keywords {both} given both directly and in func_kwargs")
+        kwargs = {**kwargs, **func_kwargs}
+    if numblocks is not None and not isinstance(numblocks, Mapping):
+        raise TypeError(
+            f"blockwise: numblocks must map each input name to its block counts, like "
+            f"{{'x': (2, 3)}}; got {numblocks!r}"
+        )
     given = dict(numblocks or {})
+    for k, v in given.items():
+        if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+            raise TypeError(
+                f"blockwise: numblocks[{k!r}] must be a sequence of block counts, one per "
+                f"dimension, like (2, 3); got {v!r}"
+            )
     unknown = set(given) - names
     if unknown:
         raise ValueError(f"numblocks names inputs that are not arguments: {sorted(unknown)}")
@@ -721,7 +776,7 @@ def blockwise(
         given,
         axes,
         bool(concat_func),
-        name=name,
-        annotations=annotations,
+        name=layer_name,
+        annotations=layer_annotations,
         argument_numbers=numbers,
     )

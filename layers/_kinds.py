@@ -32,7 +32,8 @@ from hlg import (
 from hlg._blocks import MAX_BOXES
 from hlg._registry import owner_name
 from hlg._task import _scan
-from hlg._wire import LayerRecord, decode_state, encode_key
+from hlg._wire import encode_key
+from hlg.kinds import BOX_FINDERS, Kind, key_box
 from hlg.layers._blockwise import Blockwise, Zeros
 from hlg.layers._inputs import ArraySlice, BlockIndex, BlockProvider, BlockValues, ChunkShape
 
@@ -104,10 +105,15 @@ class BlobTemplate:
         return f"BlobTemplate(blob={self.blob}, holes={self.nholes})"
 
 
-class BlockwiseKind:
-    """The layer kind of :class:`Blockwise` layers (``name`` "blockwise" or "input")."""
+class BlockwiseKind(Kind[BlockwiseState]):
+    """The layer kind of :class:`Blockwise` layers (``name`` "blockwise" or "input").
 
-    version = 1
+    >>> import hlg
+    >>> hlg.layer_kind("blockwise").state_type.__name__, hlg.layer_kind("input").version
+    ('BlockwiseState', 1)
+    """
+
+    state_type = BlockwiseState
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -119,7 +125,7 @@ class BlockwiseKind:
             and all(isinstance(t, str) or type(t) in _SYMBOLIC for t, _ in layer.indices)
         )
 
-    def pack(self, layer: Layer, ctx: PackContext) -> Any:
+    def pack(self, layer: Layer, ctx: PackContext) -> BlockwiseState:
         assert isinstance(layer, Blockwise)
         args: list[tuple[str, Any, list[str]]] = []
         for slot, (target, ind) in enumerate(layer.indices):
@@ -140,9 +146,8 @@ class BlockwiseKind:
             constant_deps=[encode_key(k) for k in layer.template.constant_dependencies()],
         )
 
-    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer:
-        where = f"layer {record.name!r}"
-        state: BlockwiseState = decode_state(record.state, BlockwiseState, record.name)
+    def rebuild(self, name: str, state: BlockwiseState, ctx: UnpackContext) -> Layer:
+        where = f"layer {name!r}"
         if state.nholes != len(state.args):
             raise PackError(f"{where}: {state.nholes} holes for {len(state.args)} arguments")
         limit = ctx.limits.max_tasks
@@ -157,12 +162,12 @@ class BlockwiseKind:
             for kind, payload, ind in state.args
         ]
         names = {t for t, _ in indices if isinstance(t, str)}
-        for name, counts in state.numblocks.items():
-            if name not in names:
+        for arg_name, counts in state.numblocks.items():
+            if arg_name not in names:
                 raise PackError(
-                    f"{where}: declares numblocks for {name!r}, which is not an argument"
+                    f"{where}: declares numblocks for {arg_name!r}, which is not an argument"
                 )
-            _bounded_prod(counts, limit, ndim, f"{where}: numblocks of input {name!r}")
+            _bounded_prod(counts, limit, ndim, f"{where}: numblocks of input {arg_name!r}")
         template = BlobTemplate(
             ctx.blob_index(state.template, where),
             state.nholes,
@@ -177,7 +182,7 @@ class BlockwiseKind:
             state.numblocks,
             state.new_axes,
             state.concatenate,
-            name=record.name,
+            name=name,
             kind=self.name,
         )
         _bounded_prod(layer.shape, limit, ndim, where)
@@ -268,22 +273,19 @@ def _check_culled_read(
         raise PackError(f"{where}: reads {key!r}, which no layer it depends on produces")
 
 
-def _box_of(layer: Layer, prefix: str) -> tuple[int, ...] | None:
-    """The shape ``s`` when ``layer``'s keys of ``prefix`` are exactly ``(prefix, *c)`` for
-    every ``c`` in the box ``s``: an unculled Blockwise layer, or a layer that says so
-    through a ``key_box(prefix)`` method (other kinds' layers)."""
+def _builtin_box(layer: Layer, prefix: str) -> tuple[int, ...] | None:
+    """The key box of a built-in layer: an unculled Blockwise layer, a whole shuffle or
+    tree reduction (see :func:`hlg.kinds.key_box`)."""
     if isinstance(layer, Blockwise):
         return layer.shape if layer.output == prefix and layer.output_blocks is None else None
     from hlg.layers._shuffle import _partitions_of  # whole shuffles and tree reductions
 
     partitions = _partitions_of(layer, prefix)
-    if partitions is not None:
-        return (partitions,)
-    key_box = getattr(layer, "key_box", None)
-    if key_box is None:
-        return None
-    box = key_box(prefix)
-    return None if box is None else tuple(box)
+    return None if partitions is None else (partitions,)
+
+
+_box_of = key_box
+BOX_FINDERS.append(_builtin_box)
 
 
 class _Reads:

@@ -31,8 +31,7 @@ from hlg import (
 from hlg._blocks import MAX_BOXES
 from hlg._gc import gc_paused
 from hlg._task import _rebuild_task
-from hlg._wire import LayerRecord, decode_state
-from hlg.layers._kinds import BlobTemplate
+from hlg.kinds import Kind
 
 __all__ = ["TREE_REDUCTION", "TreeReduction", "TreeReductionKind", "TreeTemplate", "tree_step"]
 
@@ -441,7 +440,7 @@ class TreeReductionState(msgspec.Struct, array_like=True, frozen=True, gc=False)
     roots: list[tuple[int, int]] | None
 
 
-class TreeReductionKind:
+class TreeReductionKind(Kind[TreeReductionState]):
     """The layer kind of :class:`TreeReduction` layers: four numbers and one template blob.
 
     >>> import hlg
@@ -450,12 +449,10 @@ class TreeReductionKind:
     """
 
     name = "tree-reduction"
-    version = 1
+    state_type = TreeReductionState
+    layer_type = TreeReduction
 
-    def handles(self, layer: Layer) -> bool:
-        return type(layer) is TreeReduction
-
-    def pack(self, layer: Layer, ctx: PackContext) -> Any:
+    def pack(self, layer: Layer, ctx: PackContext) -> TreeReductionState:
         assert isinstance(layer, TreeReduction)
         return TreeReductionState(
             output=layer.output,
@@ -466,9 +463,8 @@ class TreeReductionKind:
             roots=None if layer.roots is None else sorted(layer.roots),
         )
 
-    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer:
-        where = f"layer {record.name!r}"
-        state: TreeReductionState = decode_state(record.state, TreeReductionState, record.name)
+    def rebuild(self, name: str, state: TreeReductionState, ctx: UnpackContext) -> Layer:
+        where = f"layer {name!r}"
         limit = ctx.limits.max_tasks
         if not 1 <= state.npartitions <= limit:
             raise PackError(f"{where}: npartitions {state.npartitions} out of bounds (1..{limit})")
@@ -484,10 +480,10 @@ class TreeReductionKind:
             raise PackError(
                 f"{where}: declares about {2 * state.npartitions} tasks, beyond {limit}"
             )
-        template = BlobTemplate(ctx.blob_index(state.template, where), 1, (), ctx.blobs)
+        template = ctx.template(state.template, where)
         try:
             return TreeReduction._rebuild(
-                record.name,
+                name,
                 state.output,
                 state.input_name,
                 state.npartitions,
@@ -504,7 +500,7 @@ class TreeReductionKind:
         assert isinstance(layer, TreeReduction)
         return 2 * layer.npartitions
 
-    def verify(self, layer: Layer, graph: HighLevelGraph, where: str) -> None:
+    def verify(self, layer: Layer, graph: HighLevelGraph, where: str, ctx: UnpackContext) -> None:
         """The input partitions exist (symbolically when their layer is whole)."""
         from hlg.layers._shuffle import check_partition_producer
 

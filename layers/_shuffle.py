@@ -41,8 +41,7 @@ from hlg import (
 )
 from hlg._gc import gc_paused
 from hlg._task import _rebuild_task
-from hlg._wire import LayerRecord, decode_state
-from hlg.layers._kinds import BlobTemplate
+from hlg.kinds import Kind
 
 __all__ = ["SHUFFLE", "Shuffle", "ShuffleKind", "ShuffleTemplate", "shuffle_plan", "shuffle_step"]
 
@@ -603,7 +602,7 @@ def _partitions_of(layer: Layer, prefix: str) -> int | None:
     return None
 
 
-class ShuffleKind:
+class ShuffleKind(Kind[ShuffleState]):
     """The layer kind of :class:`Shuffle` layers: a few numbers and one template blob.
 
     >>> import hlg
@@ -612,12 +611,10 @@ class ShuffleKind:
     """
 
     name = "shuffle"
-    version = 1
+    state_type = ShuffleState
+    layer_type = Shuffle
 
-    def handles(self, layer: Layer) -> bool:
-        return type(layer) is Shuffle
-
-    def pack(self, layer: Layer, ctx: PackContext) -> Any:
+    def pack(self, layer: Layer, ctx: PackContext) -> ShuffleState:
         assert isinstance(layer, Shuffle)
         kept = layer.parts_out
         return ShuffleState(
@@ -630,9 +627,8 @@ class ShuffleKind:
             parts_out=None if kept is None else sorted(kept),
         )
 
-    def unpack(self, record: LayerRecord, ctx: UnpackContext) -> Layer:
-        where = f"layer {record.name!r}"
-        state: ShuffleState = decode_state(record.state, ShuffleState, record.name)
+    def rebuild(self, name: str, state: ShuffleState, ctx: UnpackContext) -> Layer:
+        where = f"layer {name!r}"
         limit = ctx.limits.max_tasks
         for what, n in [
             ("npartitions_in", state.npartitions_in),
@@ -663,10 +659,10 @@ class ShuffleKind:
         max_edges = _limit(ctx.limits, "max_edges")
         if edges > max_edges:
             raise PackError(f"{where}: declares {edges} edges, beyond the limit {max_edges}")
-        template = BlobTemplate(ctx.blob_index(state.template, where), 2, (), ctx.blobs)
+        template = ctx.template(state.template, where)
         try:
             return Shuffle._rebuild(
-                record.name,
+                name,
                 state.output,
                 state.input_name,
                 state.npartitions_in,
@@ -687,7 +683,7 @@ class ShuffleKind:
             layer.npartitions_in, layer.npartitions_out, layer.stages, layer.k, kept
         )[1]
 
-    def verify(self, layer: Layer, graph: HighLevelGraph, where: str) -> None:
+    def verify(self, layer: Layer, graph: HighLevelGraph, where: str, ctx: UnpackContext) -> None:
         """The input partitions exist (symbolically when their layer is whole)."""
         assert isinstance(layer, Shuffle)
         empty = layer.parts_out is not None and not layer.parts_out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import pickle
 import re
@@ -247,7 +248,7 @@ def test_doc_examples() -> None:
     assert layer[("z", 0, 1)] == Task(("z", 0, 1), add, TaskRef(("x", 0, 1)), TaskRef(("y", 1, 0)))
     assert layer.shape == (2, 3)
     assert layer.output == "z" and layer.name == "z" and layer.kind == "blockwise"
-    named = blockwise(add, "z", "ij", "x", "ij", "y", "ji", numblocks=nb, name="z-layer")
+    named = blockwise(add, "z", "ij", "x", "ij", "y", "ji", numblocks=nb, layer_name="z-layer")
     assert named.name == "z-layer" and list(named) == list(layer)
     assert named.prefixes == {"z"}
 
@@ -490,7 +491,7 @@ def test_len_contains_and_iteration_order() -> None:
 
 def test_cull_records_blocks_and_gets_a_deterministic_name() -> None:
     nb = {"x": (3, 4)}
-    layer = blockwise(collect, "z", "ji", "x", "ij", numblocks=nb, annotations={"retries": 2})
+    layer = blockwise(collect, "z", "ji", "x", "ij", numblocks=nb, layer_annotations={"retries": 2})
     wanted = [("z", 3, 0), ("z", 1, 2), ("not-a-key", 0)]
     culled, external = layer.cull(wanted)
     assert isinstance(culled, Blockwise)
@@ -652,3 +653,64 @@ def test_the_mapping_path_builds_what_the_template_builds(
         outside = ("z", n - 1, m - 1)
         with pytest.raises(KeyError):
             layer[outside]
+
+
+def test_function_keywords_named_like_layer_options_reach_the_function() -> None:
+    def label(block: Any, name: str = "?", annotations: Any = None) -> str:
+        return f"{name}/{annotations}: {block}"
+
+    layer = blockwise(
+        label, "n", "i", "x", "i", numblocks={"x": (2,)}, name="x", annotations={"a": 1}
+    )
+    assert layer.name == "n" and dict(layer.annotations) == {}
+    assert hlg.get({**layer, ("x", 1): hlg.DataNode(("x", 1), 7)}, ("n", 1)) == "x/{'a': 1}: 7"
+    renamed = blockwise(
+        label,
+        "n",
+        "i",
+        "x",
+        "i",
+        numblocks={"x": (2,)},
+        layer_name="L",
+        layer_annotations={"retries": 1},
+        name="y",
+    )
+    assert renamed.name == "L" and dict(renamed.annotations) == {"retries": 1}
+    assert renamed[("n", 0)].kwargs == {"name": "y"}
+
+
+def test_func_kwargs_passes_keywords_spelled_like_builder_options() -> None:
+    def f(block: Any, numblocks: int = 0, func_kwargs: int = 0) -> tuple[Any, int, int]:
+        return block, numblocks, func_kwargs
+
+    layer = blockwise(
+        f, "z", "i", "x", "i", numblocks={"x": (2,)}, func_kwargs={"numblocks": 5, "func_kwargs": 6}
+    )
+    assert layer[("z", 0)].kwargs == {"numblocks": 5, "func_kwargs": 6}
+    with pytest.raises(
+        TypeError, match=r"keywords \['scale'\] given both directly and in func_kwargs"
+    ):
+        blockwise(f, "z", "i", "x", "i", numblocks={"x": (2,)}, scale=1, func_kwargs={"scale": 2})
+
+
+def test_layer_options_given_the_old_way_are_refused_when_func_cannot_take_them() -> None:
+    with pytest.raises(TypeError, match=r"keyword 'name' goes to 'add', .*layer_name="):
+        blockwise(add, "z", "i", "x", "i", numblocks={"x": (2,)}, name="z-layer")
+    with pytest.raises(
+        TypeError, match=r"keyword 'annotations' goes to 'neg', .*layer_annotations="
+    ):
+        blockwise(operator.neg, "z", "i", "x", "i", numblocks={"x": (2,)}, annotations={"a": 1})
+
+
+def test_numblocks_not_a_sequence_names_the_argument() -> None:
+    with pytest.raises(
+        TypeError, match=r"blockwise: numblocks\['x'\] must be a sequence of block counts.*got 2"
+    ):
+        blockwise(add, "z", "i", "x", "i", numblocks={"x": 2})
+    with pytest.raises(TypeError, match=r"numblocks must map each input name .*got \[2\]"):
+        blockwise(add, "z", "i", "x", "i", numblocks=[2])  # type: ignore[arg-type]
+
+
+def test_zero_dimensional_output_key_is_a_one_item_tuple() -> None:
+    total = blockwise(sum, "total", "", "x", "i", numblocks={"x": (3,)})
+    assert list(total) == [("total",)] and "total" not in total

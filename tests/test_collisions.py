@@ -30,8 +30,17 @@ def on_source(layer: Any) -> HighLevelGraph:
     return HighLevelGraph.from_collections(layer.name, layer, [source()])
 
 
-def x_with(func: Any, **kw: Any) -> Any:
-    return layers.blockwise(func, "x", "i", "a", "i", numblocks={"a": (4,)}, **kw)
+def x_with(func: Any, name: str | None = None, annotations: Any = None) -> Any:
+    return layers.blockwise(
+        func,
+        "x",
+        "i",
+        "a",
+        "i",
+        numblocks={"a": (4,)},
+        layer_name=name,
+        layer_annotations=annotations,
+    )
 
 
 def test_merge_of_two_blockwise_layers_named_alike_is_refused() -> None:
@@ -137,8 +146,8 @@ def test_big_symbolic_layers_are_compared_by_validate_and_pack() -> None:
     """Construction does not walk two big symbolic layers (it also runs on the scheduler,
     in unpack); validate() and pack do, and refuse."""
     n = 110  # 12,100 blocks: above what construction walks
-    x1 = layers.blockwise(neg, "x", "ij", layers.BlockIndex((n, n)), "ij", name="x1")
-    x2 = layers.blockwise(abs, "x", "ij", layers.BlockIndex((n, n)), "ij", name="x2")
+    x1 = layers.blockwise(neg, "x", "ij", layers.BlockIndex((n, n)), "ij", layer_name="x1")
+    x2 = layers.blockwise(abs, "x", "ij", layers.BlockIndex((n, n)), "ij", layer_name="x2")
     g = HighLevelGraph({"x1": x1, "x2": x2})
     with pytest.raises(LayerCollisionError, match=r"'x1' and 'x2' both produce key \('x', 0, 0\)"):
         g.validate()

@@ -48,13 +48,15 @@ def graph_of(*layer_list: hlg.Layer, deps: dict[str, list[str]] | None = None) -
     return HighLevelGraph({lay.name: lay for lay in layer_list}, deps or {})
 
 
-def src(name: str = "x", n: int = 4, **kw: Any) -> Blockwise:
+def src(name: str = "x", n: int = 4, annotations: Any = None) -> Blockwise:
     """Block i of ``name`` is i."""
-    return blockwise(first, name, "i", BlockIndex((n,)), "i", **kw)
+    return blockwise(first, name, "i", BlockIndex((n,)), "i", layer_annotations=annotations)
 
 
-def unary(func: Any, name: str, dep: str, n: int = 4, **kw: Any) -> Blockwise:
-    return blockwise(func, name, "i", dep, "i", numblocks={dep: (n,)}, **kw)
+def unary(func: Any, name: str, dep: str, n: int = 4, annotations: Any = None) -> Blockwise:
+    return blockwise(
+        func, name, "i", dep, "i", numblocks={dep: (n,)}, layer_annotations=annotations
+    )
 
 
 def same_results(a: HighLevelGraph, b: HighLevelGraph, keys: list[Any]) -> Any:
@@ -423,7 +425,9 @@ def test_fuse_on_a_graph_without_blockwise_layers() -> None:
 def chain(n: int) -> HighLevelGraph:
     x = blockwise(first, "x", "i", BlockIndex((n,)), "i")
     y = blockwise(neg, "y", "i", "x", "i", numblocks={"x": (n,)})
-    z = blockwise(add, "z", "i", "y", "i", 5, None, numblocks={"y": (n,)}, annotations={"a": 1})
+    z = blockwise(
+        add, "z", "i", "y", "i", 5, None, numblocks={"y": (n,)}, layer_annotations={"a": 1}
+    )
     y = y.with_annotations(a=1)
     x = x.with_annotations(a=1)
     return graph_of(x, y, z, deps={"y": ["x"], "z": ["y"]})
@@ -504,7 +508,7 @@ def elementwise_graphs(draw: Any) -> tuple[HighLevelGraph, str, np.ndarray, tupl
             "ij",
             whole,
             None,
-            annotations=draw(notes),
+            layer_annotations=draw(notes),
         )
         arrays[name] = whole
         deps[name] = []
@@ -528,7 +532,7 @@ def elementwise_graphs(draw: Any) -> tuple[HighLevelGraph, str, np.ndarray, tupl
             "ij",
             *pairs,
             numblocks={c: built[c].shape for c in children},
-            annotations=draw(notes),
+            layer_annotations=draw(notes),
         )
         arrays[name] = functools.reduce(
             OPS[op], [arrays[c].T if f else arrays[c] for c, f in zip(children, flags)]

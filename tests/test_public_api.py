@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 import hlg
+import hlg.kinds
 import hlg.testing
 from hlg import layers
 
 ROOT = Path(__file__).parent.parent
-MODULES = (hlg, layers, hlg.testing)
+MODULES = (hlg, layers, hlg.testing, hlg.kinds)
 PUBLIC = [(mod, name) for mod in MODULES for name in mod.__all__ if name != "__version__"]
 NOT_CALLABLE_BY_DESIGN = {"Key", "Pass"}  # type aliases
 

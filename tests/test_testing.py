@@ -182,7 +182,7 @@ def test_pack_round_trip_runs_without_unpickling() -> None:
     class Unregistered(Counting):
         kind = "unregistered"
 
-    with pytest.warns(UserWarning, match="not a registered layer kind"):
+    with pytest.warns(UserWarning, match="no registered layer kind packs"):
         check_layer(Unregistered(name="packed"))
 
 
