@@ -11,6 +11,9 @@ from hlg._blocks import BlockSet as BlockSet
 from hlg._callbacks import Callback as Callback
 from hlg._callbacks import ProgressBar as ProgressBar
 from hlg._compute import compute as compute
+from hlg._bridge import compute_on as compute_on
+from hlg._bridge import from_dask as from_dask
+from hlg._bridge import to_dask as to_dask
 from hlg._get import CycleError as CycleError
 from hlg._get import MissingKeyError as MissingKeyError
 from hlg._get import get as get
@@ -91,9 +94,11 @@ __all__ = [
     "__version__",
     "annotate",
     "compute",
+    "compute_on",
     "convert_legacy_graph",
     "convert_legacy_task",
     "cull",
+    "from_dask",
     "fuse_linear",
     "get",
     "iskey",
@@ -105,6 +110,7 @@ __all__ = [
     "pack",
     "register_layer_kind",
     "report_refusal",
+    "to_dask",
     "tokenize",
     "toposort",
     "unpack",

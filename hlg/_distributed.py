@@ -1,0 +1,405 @@
+"""The dask.distributed bridge: packed graphs that a dask scheduler expands without user code.
+
+The client packs the graph (:func:`hlg.pack`) and sends it inside :class:`PackedGraphExpr`,
+a ``dask._expr.Expr`` whose only operands are the packed bytes and a plain-data header.
+distributed pickles the expression as dask's ``Expr._reconstruct`` plus this module's
+class plus bytes; its scheduler unpickles it and calls ``__dask_graph__()`` (or
+``_layer()``) and ``__dask_annotations__()`` there. Those calls unpack the graph from its
+msgpack state (:func:`hlg.unpack`, no unpickling) and build one ``dask._task_spec.Task``
+per key whose function is :func:`run_packed`, hlg's worker entry point, and whose user
+payload is still bytes. Only a worker, running the task, unpickles it.
+
+Keys are renamed per graph (``name`` becomes ``name-<token>``, the token a digest of the
+packed bytes), so two graphs that use the same key names never meet on the scheduler.
+This module imports dask and distributed; ``import hlg`` never imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pkgutil
+from collections.abc import Iterable, Mapping
+from typing import Any, final
+
+from dask._expr import Expr
+from dask._task_spec import DataNode as DaskDataNode
+from dask._task_spec import Task as DaskTask
+from dask._task_spec import TaskRef as DaskTaskRef
+
+from hlg._get import _flatten, _note
+from hlg._graph import HighLevelGraph
+from hlg._keys import Key
+from hlg._pack import BlobRef, Blobs, PackedGraph, PackedTask, pack, unpack
+from hlg._task import GraphNode
+from hlg._wire import PackError
+
+__all__ = [
+    "BRIDGE_PROTOCOL",
+    "INLINE_BLOB_LIMIT",
+    "PackedGraphExpr",
+    "compute_on",
+    "namespaced",
+    "run_packed",
+]
+
+BRIDGE_PROTOCOL = 1
+"""Version of the header and task layout below; client and scheduler must agree."""
+
+INLINE_BLOB_LIMIT = 64 * 1024
+"""Blobs up to this size travel inside each task that reads them; larger ones become one
+dask key each (a ``DataNode`` holding the bytes) that the tasks depend on, so dask moves
+them once per worker."""
+
+# Annotations the dask scheduler acts on; other plain-data annotations reach
+# ``TaskState.annotations`` unchanged (scheduler plugins read them there).
+HONOURED = ("retries", "priority", "resources", "workers", "allow_other_workers")
+
+
+def _hlg_version() -> str:
+    from hlg import __version__
+
+    return __version__
+
+
+def namespaced(key: Key, token: str) -> Key:
+    """The scheduler's name of ``key`` in the graph whose token is ``token``.
+
+    >>> namespaced(("x", 0, 1), "ab12"), namespaced("y", "ab12")
+    (('x-ab12', 0, 1), 'y-ab12')
+    """
+    if type(key) is tuple:
+        return (f"{key[0]}-{token}", *key[1:])
+    return f"{key}-{token}"
+
+
+def graph_token(payload: bytes) -> str:
+    """The namespace of a packed graph: a digest of its bytes (same bytes, same keys)."""
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+# -- the worker side -------------------------------------------------------------------------
+
+
+@final
+class TaskSpec:
+    """What one dask task carries to a worker: a packed task and its blobs' ids.
+
+    ``inline`` holds the bytes of each small blob (``None`` where a large blob arrives as
+    a dependency value instead); the runspec's blob numbers index these local lists.
+    """
+
+    __slots__ = ("deps", "ids", "inline", "key", "runspec")
+
+    def __init__(
+        self,
+        key: Key,
+        deps: tuple[Key, ...],
+        runspec: tuple[Any, ...],
+        inline: tuple[bytes | None, ...],
+        ids: tuple[bytes, ...],
+    ) -> None:
+        self.key = key
+        self.deps = deps
+        self.runspec = runspec
+        self.inline = inline
+        self.ids = ids
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskSpec, (self.key, self.deps, self.runspec, self.inline, self.ids))
+
+    def __repr__(self) -> str:
+        return f"TaskSpec({self.key!r}, runspec={self.runspec[0]!r})"
+
+
+def run_packed(spec: TaskSpec, *values: Any) -> Any:
+    """hlg's worker entry point: unpack one task (unpickling its blobs here) and run it.
+
+    ``values`` are the large blobs the task reads (in the order of ``spec.inline``'s
+    ``None`` entries), then the values of ``spec.deps``. An exception keeps its type and
+    gets a note naming the hlg key.
+
+    >>> import hlg
+    >>> from operator import add
+    >>> packed = hlg.Task("y", add, hlg.TaskRef("x"), 1).pack()
+    >>> spec = TaskSpec("y", ("x",), packed.runspec, tuple(packed.blobs.data),
+    ...                 tuple(packed.blobs.ids))
+    >>> run_packed(spec, 41)
+    42
+    """
+    data = list(spec.inline)
+    nlarge = 0
+    for i, blob in enumerate(data):
+        if blob is None:
+            data[i] = values[nlarge]
+            nlarge += 1
+    blobs = Blobs(data, spec.ids)  # type: ignore[arg-type]
+    try:
+        node = PackedTask(spec.key, spec.deps, spec.runspec).unpack(blobs)
+        return node(dict(zip(spec.deps, values[nlarge:], strict=True)))
+    except Exception as err:
+        _note(err, spec.key)
+        raise
+
+
+# -- the scheduler side ----------------------------------------------------------------------
+
+
+def _localize(runspec: tuple[Any, ...], nblobs: int) -> tuple[tuple[Any, ...], list[int]]:
+    """Renumber the blobs a runspec reads as 0, 1, …; return it with the global numbers.
+
+    Unknown runspec kinds keep their numbers and read every blob (correct, heavier).
+    """
+    local: dict[int, int] = {}
+
+    def idx(i: int) -> int:
+        found = local.get(i)
+        if found is None:
+            found = local[i] = len(local)
+        return found
+
+    def fill(value: Any) -> Any:
+        typ = type(value)
+        if typ is BlobRef:
+            return BlobRef(idx(value.index))
+        if typ is list:
+            return [fill(v) for v in value]
+        return value
+
+    kind = runspec[0]
+    if kind in ("bw", "bwg"):
+        new: tuple[Any, ...] = (kind, idx(runspec[1]), [fill(f) for f in runspec[2]])
+        new += runspec[3:]
+    elif kind == "t":
+        new = ("t", idx(runspec[1]), idx(runspec[2]))
+    elif kind in ("d", "n"):
+        new = (kind, idx(runspec[1]))
+    elif kind == "a":
+        new = runspec
+    else:
+        return runspec, list(range(nblobs))
+    return new, list(local)
+
+
+def expand(
+    packed: PackedGraph, token: str, inline_limit: int = INLINE_BLOB_LIMIT
+) -> dict[Key, Any]:
+    """The dask graph of a packed graph: one ``dask._task_spec`` node per key.
+
+    Runs on the dask scheduler; nothing is unpickled.
+
+    >>> import hlg
+    >>> from operator import add
+    >>> g = {"x": hlg.DataNode("x", 1), "y": hlg.Task("y", add, hlg.TaskRef("x"), 1)}
+    >>> dsk = expand(hlg.unpack(hlg.pack(g)), "t0")
+    >>> sorted(dsk), sorted(dsk["y-t0"].dependencies)
+    (['x-t0', 'y-t0'], ['x-t0'])
+    """
+    blobs = packed.blobs
+    nblobs = len(blobs)
+    large_key: dict[int, Key] = {}
+    dsk: dict[Key, Any] = {}
+    for i, blob in enumerate(blobs.data):
+        if len(blob) > inline_limit:
+            large_key[i] = k = (f"hlg-blob-{token}", i)
+            dsk[k] = DaskDataNode(k, blob)
+    for key in packed:
+        task = packed[key]
+        runspec, used = _localize(task.runspec, nblobs)
+        inline: list[bytes | None] = []
+        refs: list[DaskTaskRef] = []
+        for i in used:
+            if i in large_key:
+                inline.append(None)
+                refs.append(DaskTaskRef(large_key[i]))
+            else:
+                inline.append(blobs.data[i])
+        deps = task.dependency_tuple
+        spec = TaskSpec(key, deps, runspec, tuple(inline), tuple(blobs.ids[i] for i in used))
+        nskey = namespaced(key, token)
+        dsk[nskey] = DaskTask(
+            nskey, run_packed, spec, *refs, *[DaskTaskRef(namespaced(d, token)) for d in deps]
+        )
+    return dsk
+
+
+def annotations_by_type(packed: PackedGraph, token: str) -> dict[str, dict[Key, Any]]:
+    """Per-key annotations as the dask scheduler reads them: ``{name: {key: value}}``.
+
+    >>> import hlg
+    >>> layer = hlg.MaterializedLayer({"x": hlg.DataNode("x", 1)}, name="x")
+    >>> g = hlg.HighLevelGraph({"x": layer.with_annotations(retries=2)})
+    >>> annotations_by_type(hlg.unpack(hlg.pack(g)), "t0")
+    {'retries': {'x-t0': 2}}
+    """
+    out: dict[str, dict[Key, Any]] = {}
+    for layer in packed.layers.values():
+        annotations = dict(layer.annotations)
+        if not annotations:
+            continue
+        keys = [namespaced(k, token) for k in layer]
+        for name, value in annotations.items():
+            if name == "workers" and isinstance(value, str):
+                value = [value]
+            out.setdefault(name, {}).update(dict.fromkeys(keys, value))
+    return out
+
+
+class PackedGraphExpr(Expr):
+    """A dask expression that holds only a packed hlg graph and a plain-data header.
+
+    Expanded where dask materializes graphs — on the distributed scheduler — into dask
+    tasks that run :func:`run_packed`. ``header`` is ``{"bridge": BRIDGE_PROTOCOL, "hlg":
+    version, "token": namespace, "keys": [namespaced output keys]}``.
+
+    >>> import hlg
+    >>> expr = PackedGraphExpr.from_graph({"x": hlg.DataNode("x", 1)}, ["x"])
+    >>> expr.__dask_keys__() == [namespaced("x", expr.token)]
+    True
+    >>> sorted(expr.__dask_graph__()) == expr.__dask_keys__()
+    True
+    """
+
+    _parameters = ["payload", "header"]  # noqa: RUF012 (dask reads it from the class)
+    # The unpacked graph is cached per process and never pickled along.
+    _pickle_functools_cache = False
+
+    @classmethod
+    def from_graph(cls, graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any) -> Any:
+        """Pack ``graph`` for ``keys`` (a key or nested list of keys) into an expression."""
+        wanted: list[Key] = []
+        _flatten(keys, wanted)
+        payload = pack(graph, keys)
+        token = graph_token(payload)
+        header = {
+            "bridge": BRIDGE_PROTOCOL,
+            "hlg": _hlg_version(),
+            "token": token,
+            "keys": [namespaced(k, token) for k in dict.fromkeys(wanted)],
+        }
+        return cls(payload, header)
+
+    @property
+    def token(self) -> str:
+        """The key namespace of this graph."""
+        token: str = self.operands[1]["token"]
+        return token
+
+    def __dask_tokenize__(self) -> str:
+        return f"hlg-{self.token}"
+
+    @property
+    def _funcname(self) -> str:
+        return "hlg-packed-graph"
+
+    @functools.cached_property
+    def _packed(self) -> PackedGraph:
+        header = self.operands[1]
+        if not isinstance(header, dict) or header.get("bridge") != BRIDGE_PROTOCOL:
+            got = header.get("bridge") if isinstance(header, dict) else header
+            client = header.get("hlg") if isinstance(header, dict) else "unknown"
+            raise PackError(
+                f"hlg bridge protocol mismatch: the client (hlg {client}) sent protocol "
+                f"{got!r}, this scheduler's hlg {_hlg_version()} reads protocol "
+                f"{BRIDGE_PROTOCOL}; install the same hlg version on client, scheduler "
+                "and workers"
+            )
+        return unpack(self.operands[0])
+
+    def _layer(self) -> dict[Key, Any]:
+        return expand(self._packed, self.token)
+
+    def __dask_graph__(self) -> dict[Key, Any]:
+        return self._layer()
+
+    def __dask_annotations__(self) -> dict[str, dict[Key, Any]]:
+        return annotations_by_type(self._packed, self.token)
+
+    def __dask_keys__(self) -> list[Key]:
+        keys: list[Key] = list(self.operands[1]["keys"])
+        return keys
+
+    def dependencies(self) -> list[Any]:
+        return []
+
+    def _simplify_down(self) -> None:
+        return None
+
+    def _lower(self) -> None:
+        return None
+
+    def __str__(self) -> str:
+        return f"PackedGraphExpr({self.token}, {len(self.operands[0]):,} B)"
+
+    __repr__ = __str__
+
+
+# -- the client side -------------------------------------------------------------------------
+
+
+def _nest(keys: Any, values: Mapping[Key, Any]) -> Any:
+    if type(keys) is list:
+        return [_nest(k, values) for k in keys]
+    return values[keys]
+
+
+def _probe_scheduler(client: Any) -> str | None:
+    """The hlg version installed on the client's scheduler, or None if it has none."""
+    try:
+        version: str = client.run_on_scheduler(pkgutil.resolve_name, "hlg:__version__")
+    except ImportError:
+        return None
+    return version
+
+
+_SCHEDULER_HAS_HLG: dict[str, str] = {}
+
+
+def _check_scheduler(client: Any) -> None:
+    address = client.scheduler.address
+    if address in _SCHEDULER_HAS_HLG:
+        return
+    version = _probe_scheduler(client)
+    if version is None:
+        raise RuntimeError(
+            f"the dask scheduler at {address} does not have hlg installed: hlg graphs are "
+            "expanded on the scheduler, so install hlg there (pip install 'hlg[distributed]')"
+        )
+    _SCHEDULER_HAS_HLG[address] = version
+
+
+def compute_on(
+    client: Any,
+    graph: HighLevelGraph | Mapping[Key, GraphNode],
+    keys: Any,
+    *,
+    retries: int | None = None,
+    priority: int = 0,
+    resources: Mapping[str, float] | None = None,
+    workers: Iterable[str] | str | None = None,
+    allow_other_workers: bool | None = None,
+) -> Any:
+    """Run ``graph`` on the dask cluster of ``client``; return ``keys``' values, same nesting.
+
+    The graph is packed on the client and expanded on the dask scheduler, which needs
+    hlg but never the user's modules. The keyword arguments apply to every task (as in
+    ``Client.get``); layer annotations take precedence.
+    """
+    _check_scheduler(client)
+    expr = PackedGraphExpr.from_graph(graph, keys)
+    token = expr.token
+    scheduled: list[Key] = expr.__dask_keys__()
+    results = client.get(
+        expr,
+        scheduled,
+        retries=retries,
+        priority=priority,
+        resources=resources,
+        workers=workers,
+        allow_other_workers=allow_other_workers,
+    )
+    by_name = dict(zip(scheduled, results, strict=True))
+    wanted: list[Key] = []
+    _flatten(keys, wanted)
+    values = {k: by_name[namespaced(k, token)] for k in wanted}
+    return _nest(keys, values)
