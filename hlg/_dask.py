@@ -3,14 +3,17 @@
 ``to_dask`` gives a dict of ``dask._task_spec`` nodes that dask's schedulers run: literals
 and aliases map to dask's own, every other node runs inside one dask ``Task`` that calls
 the hlg node with its dependencies' values. ``from_dask`` goes the other way, layer by
-layer for a dask ``HighLevelGraph`` and task by task inside each layer: a dask node runs
+layer for a dask ``HighLevelGraph`` — symbolic where a converter maps the layer exactly
+(``hlg.dask_layers`` entry points; dask ``Blockwise`` is one), else task by task: a dask node runs
 inside one hlg ``Task`` that calls it with its dependencies' values. This module imports
 dask; ``import hlg`` never imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.metadata
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any, final
 
 from dask import _task_spec as ts
@@ -109,6 +112,37 @@ def _convert_layer(name: str, dsk: Mapping[Any, Any]) -> Layer:
     return MaterializedLayer({k: _from_dask_node(k, v) for k, v in nodes.items()}, name)
 
 
+_CONVERTERS: list[Callable[[Any], Layer | None]] | None = None
+
+
+def layer_converters() -> list[Callable[[Any], Layer | None]]:
+    """Converters of dask layers to symbolic hlg layers (entry point group ``hlg.dask_layers``).
+
+    Each takes a dask layer and returns an hlg layer computing the same keys, or None
+    when it cannot convert that layer exactly.
+    """
+    global _CONVERTERS
+    if _CONVERTERS is None:
+        found = []
+        for entry in importlib.metadata.entry_points(group="hlg.dask_layers"):
+            try:
+                found.append(entry.load())
+            except Exception as err:  # noqa: PERF203 - a broken plugin must not break conversion
+                warnings.warn(
+                    f"hlg: cannot load dask layer converter {entry.name!r}: {err}", stacklevel=2
+                )
+        _CONVERTERS = found
+    return _CONVERTERS
+
+
+def _symbolic(dlayer: Any) -> Layer | None:
+    for convert in layer_converters():
+        layer = convert(dlayer)
+        if layer is not None:
+            return layer
+    return None
+
+
 def from_dask(obj: Any) -> HighLevelGraph:
     """An hlg graph computing the same values as a dask collection or graph.
 
@@ -130,6 +164,11 @@ def from_dask(obj: Any) -> HighLevelGraph:
         deps: dict[str, tuple[str, ...]] = {}
         all_keys = obj.get_all_external_keys()
         for name, dlayer in obj.layers.items():
+            deps[name] = tuple(d for d in obj.dependencies.get(name, ()) if d in obj.layers)
+            symbolic = _symbolic(dlayer)
+            if symbolic is not None and symbolic.name == name:
+                layers[name] = symbolic
+                continue
             nodes = ts.convert_legacy_graph(dict(dlayer), all_keys)
             layer: Layer = MaterializedLayer(
                 {k: _from_dask_node(k, v) for k, v in nodes.items()}, name
@@ -138,7 +177,6 @@ def from_dask(obj: Any) -> HighLevelGraph:
             if plain:
                 layer = layer.with_annotations(**plain)
             layers[name] = layer
-            deps[name] = tuple(d for d in obj.dependencies.get(name, ()) if d in obj.layers)
         return HighLevelGraph(layers, deps)
     if isinstance(obj, Mapping):
         layer = _convert_layer("from-dask", obj)
