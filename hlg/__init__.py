@@ -12,6 +12,7 @@ from hlg._callbacks import Callback as Callback
 from hlg._callbacks import ProgressBar as ProgressBar
 from hlg._compute import compute as compute
 from hlg._bridge import compute_on as compute_on
+from hlg._bridge import dask_collection as dask_collection
 from hlg._bridge import from_dask as from_dask
 from hlg._bridge import to_dask as to_dask
 from hlg._get import CycleError as CycleError
@@ -98,6 +99,7 @@ __all__ = [
     "convert_legacy_graph",
     "convert_legacy_task",
     "cull",
+    "dask_collection",
     "from_dask",
     "fuse_linear",
     "get",

@@ -11,7 +11,7 @@ from hlg._task import GraphNode
 if TYPE_CHECKING:
     from hlg._graph import HighLevelGraph
 
-__all__ = ["compute_on", "from_dask", "to_dask"]
+__all__ = ["compute_on", "dask_collection", "from_dask", "to_dask"]
 
 
 def compute_on(
@@ -54,6 +54,24 @@ def compute_on(
         workers=workers,
         allow_other_workers=allow_other_workers,
     )
+
+
+def dask_collection(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any) -> Any:
+    """``graph`` as a dask collection: ``client.compute(c)``, ``dask.compute(c)`` run it.
+
+    The collection's ``expr`` carries the packed graph, so a ``distributed.Client``
+    expands it on the scheduler (as :func:`compute_on` does); dask's local schedulers
+    expand it in this process. Its value is ``keys``' values, nested as given.
+
+    >>> import dask, hlg
+    >>> from operator import add
+    >>> g = {"x": hlg.DataNode("x", 1), "y": hlg.Task("y", add, hlg.TaskRef("x"), 41)}
+    >>> dask.compute(hlg.dask_collection(g, ["y", ["x"]]), scheduler="sync")
+    ([42, [1]],)
+    """
+    from hlg._distributed import DaskCollection
+
+    return DaskCollection(graph, keys)
 
 
 def to_dask(graph: HighLevelGraph | Mapping[Key, GraphNode]) -> dict[Key, Any]:

@@ -22,6 +22,7 @@ import pkgutil
 from collections.abc import Iterable, Mapping
 from typing import Any, final
 
+import dask.threaded
 from dask._expr import Expr
 from dask._task_spec import DataNode as DaskDataNode
 from dask._task_spec import Task as DaskTask
@@ -36,6 +37,7 @@ from hlg._wire import PackError
 
 __all__ = [
     "BRIDGE_PROTOCOL",
+    "DaskCollection",
     "INLINE_BLOB_LIMIT",
     "PackedGraphExpr",
     "compute_on",
@@ -319,6 +321,10 @@ class PackedGraphExpr(Expr):
         keys: list[Key] = list(self.operands[1]["keys"])
         return keys
 
+    def finalize_compute(self) -> FinalizedPackedGraphExpr:
+        """The same graph plus one task gathering the outputs in the requested nesting."""
+        return FinalizedPackedGraphExpr(*self.operands)  # type: ignore[no-untyped-call]
+
     def dependencies(self) -> list[Any]:
         return []
 
@@ -332,6 +338,98 @@ class PackedGraphExpr(Expr):
         return f"PackedGraphExpr({self.token}, {len(self.operands[0]):,} B)"
 
     __repr__ = __str__
+
+
+def _nest_values(structure: Any, keys: list[Key], *values: Any) -> Any:
+    """Worker side of a finalized graph: the outputs' values in the requested nesting."""
+    return _nest(structure, dict(zip(keys, values, strict=True)))
+
+
+class FinalizedPackedGraphExpr(PackedGraphExpr):
+    """A packed graph whose one output key holds every requested value, nested as asked.
+
+    What ``client.compute`` and ``dask.compute`` run for a :class:`DaskCollection`.
+    """
+
+    @property
+    def _funcname(self) -> str:
+        return "hlg-finalize"
+
+    def __dask_tokenize__(self) -> str:
+        return f"hlg-finalize-{self.token}"
+
+    @property
+    def _final_key(self) -> str:
+        return f"hlg-finalize-{self.token}"
+
+    def _layer(self) -> dict[Key, Any]:
+        dsk = super()._layer()
+        header = self.operands[1]
+        plain = list(dict.fromkeys(_flat(header["structure"])))
+        key = self._final_key
+        refs = [DaskTaskRef(namespaced(k, self.token)) for k in plain]
+        dsk[key] = DaskTask(key, _nest_values, header["structure"], plain, *refs)
+        return dsk
+
+    def __dask_keys__(self) -> list[Key]:
+        return [self._final_key]
+
+    def finalize_compute(self) -> FinalizedPackedGraphExpr:
+        return self
+
+
+def _flat(keys: Any) -> list[Key]:
+    out: list[Key] = []
+    _flatten(keys, out)
+    return out
+
+
+class DaskCollection:
+    """An hlg graph as a dask collection: ``client.compute(c)`` / ``dask.compute(c)`` run it.
+
+    Its ``expr`` carries the packed graph, so on a distributed client the graph is
+    expanded on the scheduler, as with :func:`compute_on`; with a local dask scheduler
+    it is expanded in this process. The result is ``keys``' values, nested as given.
+
+    >>> import dask, hlg
+    >>> from operator import add
+    >>> g = {"x": hlg.DataNode("x", 1), "y": hlg.Task("y", add, hlg.TaskRef("x"), 41)}
+    >>> dask.compute(DaskCollection(g, ["y", ["x"]]), scheduler="sync")
+    ([42, [1]],)
+    """
+
+    def __init__(self, graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any) -> None:
+        expr = PackedGraphExpr.from_graph(graph, keys)
+        header = {**expr.operands[1], "structure": keys}
+        self.expr = FinalizedPackedGraphExpr(expr.operands[0], header)  # type: ignore[no-untyped-call]
+
+    def __dask_graph__(self) -> dict[Key, Any]:
+        return self.expr.__dask_graph__()
+
+    def __dask_keys__(self) -> list[Key]:
+        return self.expr.__dask_keys__()
+
+    def __dask_tokenize__(self) -> str:
+        return self.expr.__dask_tokenize__()
+
+    def __dask_postcompute__(self) -> tuple[Any, tuple[()]]:
+        return _first, ()
+
+    def __dask_postpersist__(self) -> Any:
+        raise NotImplementedError("hlg graphs are computed, not persisted, through dask")
+
+    @staticmethod
+    def __dask_optimize__(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        return dsk
+
+    __dask_scheduler__ = staticmethod(dask.threaded.get)
+
+    def __repr__(self) -> str:
+        return f"<hlg DaskCollection {self.expr.token}>"
+
+
+def _first(results: Any) -> Any:
+    return results[0]
 
 
 # -- the client side -------------------------------------------------------------------------

@@ -290,3 +290,45 @@ def test_core_import_pulls_in_neither_dask_nor_distributed() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_client_compute_and_dask_compute_expand_on_the_scheduler(
+    client: Any, user_module: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+
+    from hlg import _distributed
+
+    mod, _ = user_module
+    graph, expected = chain(mod)
+
+    def not_here(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the graph was expanded on the client")
+
+    monkeypatch.setattr(_distributed, "expand", not_here)
+    coll = _distributed.DaskCollection(graph, [("s",), [("y", 1)]])
+    assert client.compute(coll).result() == [expected, [21]]
+    assert dask.compute(coll) == ([expected, [21]],)
+    assert compute_on(client, graph, ("s",)) == expected
+
+
+def test_the_expression_pickles_as_dask_and_hlg_globals_plus_bytes(
+    user_module: tuple[Any, Path],
+) -> None:
+    import io
+    import pickle
+
+    mod, _ = user_module
+    graph, _ = chain(mod)
+    expr = PackedGraphExpr.from_graph(graph, ("s",))
+    found: set[tuple[str, str]] = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            found.add((module, name))
+            return super().find_class(module, name)
+
+    again = Recorder(io.BytesIO(pickle.dumps(expr, protocol=5))).load()
+    assert found == {("dask._expr", "Expr._reconstruct"), ("hlg._distributed", "PackedGraphExpr")}
+    assert again.operands == expr.operands
+    assert MODULE.encode() in expr.operands[0]  # the user's reference, inside a blob
