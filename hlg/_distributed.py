@@ -247,6 +247,22 @@ def annotations_by_type(packed: PackedGraph, token: str) -> dict[str, dict[Key, 
     return out
 
 
+def _whole_outputs(graph: HighLevelGraph | Mapping[Key, GraphNode], wanted: list[Key]) -> bool:
+    """Whether ``wanted`` is every key of the graph's output layers (nothing to cull).
+
+    Then the graph is packed as it is, outputs recorded by layer name: O(layers), where
+    culling would visit every key of a layer that culls key by key.
+    """
+    if not isinstance(graph, HighLevelGraph):
+        return False
+    outputs = graph.output_layers()
+    unique = set(wanted)
+    if len(unique) != sum(len(graph.layers[name]) for name in outputs):
+        return False
+    names = set(outputs)
+    return all(key in graph and graph.layer_of(key).name in names for key in unique)
+
+
 class PackedGraphExpr(Expr):
     """A dask expression that holds only a packed hlg graph and a plain-data header.
 
@@ -271,7 +287,7 @@ class PackedGraphExpr(Expr):
         """Pack ``graph`` for ``keys`` (a key or nested list of keys) into an expression."""
         wanted: list[Key] = []
         _flatten(keys, wanted)
-        payload = pack(graph, keys)
+        payload = pack(graph) if _whole_outputs(graph, wanted) else pack(graph, keys)
         token = graph_token(payload)
         header = {
             "bridge": BRIDGE_PROTOCOL,

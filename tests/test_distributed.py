@@ -332,3 +332,20 @@ def test_the_expression_pickles_as_dask_and_hlg_globals_plus_bytes(
     assert found == {("dask._expr", "Expr._reconstruct"), ("hlg._distributed", "PackedGraphExpr")}
     assert again.operands == expr.operands
     assert MODULE.encode() in expr.operands[0]  # the user's reference, inside a blob
+
+
+def test_whole_output_layers_are_packed_without_culling() -> None:
+    x = layers.blockwise(np.add, "x", "i", layers.BlockIndex((4,)), "i", 1, None)
+    y = layers.blockwise(np.negative, "y", "i", "x", "i", numblocks={"x": (4,)})
+    graph = hlg.HighLevelGraph({"x": x, "y": y}, {"x": (), "y": ("x",)})
+    every = [("y", i) for i in range(4)]
+    whole = PackedGraphExpr.from_graph(graph, [every[2], every[:2], every[3]])
+    assert whole.operands[0] == hlg.pack(graph)
+    part = PackedGraphExpr.from_graph(graph, every[:3])
+    assert part.operands[0] == hlg.pack(graph, every[:3])
+    assert len(hlg.unpack(part.operands[0])) == 6
+    import dask
+
+    for expr, keys in ((whole, every), (part, every[:3])):
+        got = dask.get(expr.__dask_graph__(), [namespaced(k, expr.token) for k in keys])
+        assert [int(v[0]) for v in got] == [-(i + 1) for i in range(len(keys))]
