@@ -324,8 +324,16 @@ class PackedGraphExpr(Expr):
             )
         return unpack(self.operands[0])
 
-    def _layer(self) -> dict[Key, Any]:
+    def _build(self) -> dict[Key, Any]:
         return expand(self._packed, self.token)
+
+    @functools.cached_property
+    def _expanded(self) -> dict[Key, Any]:
+        # distributed may ask twice per submission (an _ExprSequence and its operand)
+        return self._build()
+
+    def _layer(self) -> dict[Key, Any]:
+        return self._expanded
 
     def __dask_graph__(self) -> dict[Key, Any]:
         return self._layer()
@@ -378,8 +386,8 @@ class FinalizedPackedGraphExpr(PackedGraphExpr):
     def _final_key(self) -> str:
         return f"hlg-finalize-{self.token}"
 
-    def _layer(self) -> dict[Key, Any]:
-        dsk = super()._layer()
+    def _build(self) -> dict[Key, Any]:
+        dsk = super()._build()
         header = self.operands[1]
         plain = list(dict.fromkeys(_flat(header["structure"])))
         key = self._final_key
