@@ -223,17 +223,36 @@ def test_scheduler_without_hlg_says_so(tmp_path: Path) -> None:
             compute_on(c, {"x": hlg.DataNode("x", 1)}, "x")
 
 
-def test_local_cluster_blockwise_and_reduction_against_numpy() -> None:
-    rng = np.random.default_rng(0)
-    data = rng.random((6, 4))
-    blocks = layers.InputLayer("a", np.asarray, [data[i : i + 2] for i in range(0, 6, 2)])
+NOUT = 4
+
+
+def split_by_residue(part: Any, k: int, stage: int) -> list[Any]:
+    """Shuffle split: piece j holds the values whose destination (value % NOUT) has digit j."""
+    digit = (part % NOUT) // k**stage % k
+    return [part[digit == j] for j in range(k)]
+
+
+def concat(pieces: list[Any]) -> Any:
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+
+def add_all(values: list[Any]) -> Any:
+    return sum(values)
+
+
+def test_local_cluster_blockwise_shuffle_and_reduction_against_numpy() -> None:
+    data = np.random.default_rng(0).integers(0, 1000, size=30)
+    blocks = layers.InputLayer("a", np.asarray, [data[i : i + 10] for i in range(0, 30, 10)])
     sq = layers.blockwise(np.square, "sq", "i", "a", "i", numblocks={"a": (3,)})
-    sums = layers.blockwise(np.sum, "rows", "i", "sq", "i", numblocks={"sq": (3,)}, axis=0)
-    tot = layers.blockwise(np.sum, "tot", "", "rows", "i", numblocks={"rows": (3,)}, axis=0)
+    sh = layers.Shuffle("sh", "sq", 3, NOUT, split_by_residue, concat, max_branch=2)
+    tot = layers.TreeReduction("tot", "sh", NOUT, np.sum, add_all, add_all, split_every=2)
+    rows = layers.blockwise(np.sum, "rows", "", "sq", "i", numblocks={"sq": (3,)})
     graph = hlg.HighLevelGraph(
-        {"a": blocks, "sq": sq, "rows": sums, "tot": tot},
-        {"a": (), "sq": ("a",), "rows": ("sq",), "tot": ("rows",)},
+        {"a": blocks, "sq": sq, "sh": sh, "tot": tot, "rows": rows},
+        {"sq": ("a",), "sh": ("sq",), "tot": ("sh",), "rows": ("sq",)},
     )
+    assert sh.stages == 2  # a staged shuffle, not a single all-to-all step
+    keys = [("tot", 0), [("sh", q) for q in range(NOUT)], ("rows",)]
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -244,9 +263,12 @@ def test_local_cluster_blockwise_and_reduction_against_numpy() -> None:
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
-        got = compute_on(c, graph, [("tot",), ("sq", 2)])
-    np.testing.assert_allclose(got[0], np.square(data).sum(axis=0))
-    np.testing.assert_allclose(got[1], np.square(data[4:6]))
+        total, parts, rows_total = compute_on(c, graph, keys)
+    squares = np.square(data)
+    assert total == squares.sum() == rows_total
+    for q, part in enumerate(parts):
+        np.testing.assert_array_equal(np.sort(part), np.sort(squares[squares % NOUT == q]))
+    assert hlg.get(graph, ("tot", 0)) == squares.sum()
 
 
 def test_annotations_map_to_what_dask_reads() -> None:
