@@ -322,7 +322,13 @@ class PackedGraphExpr(Expr):
                 f"{BRIDGE_PROTOCOL}; install the same hlg version on client, scheduler "
                 "and workers"
             )
-        return unpack(self.operands[0])
+        payload = self.operands[0]
+        if not isinstance(payload, bytes) or graph_token(payload) != header.get("token"):
+            raise PackError(
+                "hlg packed graph: the payload does not match the header's token "
+                "(corrupted or altered on the way)"
+            )
+        return unpack(payload)
 
     def _build(self) -> dict[Key, Any]:
         return expand(self._packed, self.token)

@@ -371,3 +371,14 @@ def test_whole_output_layers_are_packed_without_culling() -> None:
     for expr, keys in ((whole, every), (part, every[:3])):
         got = dask.get(expr.__dask_graph__(), [namespaced(k, expr.token) for k in keys])
         assert [int(v[0]) for v in got] == [-(i + 1) for i in range(len(keys))]
+
+
+def test_a_payload_that_does_not_match_its_token_is_refused() -> None:
+    expr = PackedGraphExpr.from_graph({"x": hlg.DataNode("x", 1)}, "x")
+    payload, header = expr.operands
+    altered = PackedGraphExpr(hlg.pack({"x": hlg.DataNode("x", 2)}), header)
+    with pytest.raises(hlg.PackError, match="payload does not match the header's token"):
+        altered.__dask_graph__()
+    odd = PackedGraphExpr(payload, {**header, "bridge": "one"})
+    with pytest.raises(hlg.PackError, match="sent protocol 'one'"):
+        odd.__dask_graph__()
