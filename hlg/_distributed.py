@@ -28,6 +28,7 @@ from dask._task_spec import DataNode as DaskDataNode
 from dask._task_spec import Task as DaskTask
 from dask._task_spec import TaskRef as DaskTaskRef
 
+from hlg._gc import gc_paused
 from hlg._get import _flatten, _note
 from hlg._graph import HighLevelGraph
 from hlg._keys import Key
@@ -197,6 +198,11 @@ def expand(
     >>> sorted(dsk), sorted(dsk["y-t0"].dependencies)
     (['x-t0', 'y-t0'], ['x-t0'])
     """
+    with gc_paused():  # many acyclic objects: no collector passes over them meanwhile
+        return _expand(packed, token, inline_limit)
+
+
+def _expand(packed: PackedGraph, token: str, inline_limit: int) -> dict[Key, Any]:
     blobs = packed.blobs
     nblobs = len(blobs)
     large_key: dict[int, Key] = {}
