@@ -8,13 +8,13 @@ from hlg._blobs import BlobRef as BlobRef
 from hlg._blobs import Blobs as Blobs
 from hlg._blobs import PackContext as PackContext
 from hlg._blocks import BlockSet as BlockSet
-from hlg._callbacks import Callback as Callback
-from hlg._callbacks import ProgressBar as ProgressBar
-from hlg._compute import compute as compute
 from hlg._bridge import compute_on as compute_on
 from hlg._bridge import dask_collection as dask_collection
 from hlg._bridge import from_dask as from_dask
 from hlg._bridge import to_dask as to_dask
+from hlg._callbacks import Callback as Callback
+from hlg._callbacks import ProgressBar as ProgressBar
+from hlg._compute import compute as compute
 from hlg._get import CycleError as CycleError
 from hlg._get import MissingKeyError as MissingKeyError
 from hlg._get import get as get

@@ -16,7 +16,7 @@ __all__ = ["compute_on", "dask_collection", "from_dask", "to_dask"]
 
 def compute_on(
     client: Any,
-    graph: HighLevelGraph | Mapping[Key, GraphNode],
+    graph: Any,
     keys: Any,
     *,
     retries: int | None = None,

@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import pkgutil
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, final
 
@@ -28,13 +30,13 @@ from dask._task_spec import DataNode as DaskDataNode
 from dask._task_spec import Task as DaskTask
 from dask._task_spec import TaskRef as DaskTaskRef
 
+from hlg import BlobRef, Blobs, PackedGraph, PackedTask, PackError, pack, unpack
 from hlg._gc import gc_paused
 from hlg._get import _flatten, _note
-from hlg._graph import HighLevelGraph
+from hlg._graph import HighLevelGraph, HLGCollection
 from hlg._keys import Key
-from hlg._pack import BlobRef, Blobs, PackedGraph, PackedTask, pack, unpack
+from hlg._source import rebuild_keys
 from hlg._task import GraphNode
-from hlg._wire import PackError
 
 __all__ = [
     "BRIDGE_PROTOCOL",
@@ -115,6 +117,41 @@ class TaskSpec:
         return f"TaskSpec({self.key!r}, runspec={self.runspec[0]!r})"
 
 
+# Worker side: one Blobs object per distinct tuple of blob ids, so the tasks of a layer
+# (which read the same template) unpickle it once per worker process. Only code is cached
+# inside a Blobs (data blobs are unpickled afresh on every load), and the cache is bounded
+# by the bytes it holds.
+_BLOBS: OrderedDict[tuple[bytes, ...], Blobs] = OrderedDict()
+_BLOBS_LOCK = threading.Lock()
+_BLOBS_MAX_BYTES = 64 * 2**20
+_BLOBS_MAX_COUNT = 4096
+_blobs_bytes = 0
+
+
+def _blobs_for(spec: TaskSpec, values: tuple[Any, ...]) -> Blobs:
+    global _blobs_bytes
+    with _BLOBS_LOCK:
+        found = _BLOBS.get(spec.ids)
+        if found is not None:
+            _BLOBS.move_to_end(spec.ids)
+            return found
+    large = iter(values)
+    data = [next(large) if blob is None else blob for blob in spec.inline]
+    blobs = Blobs(data, spec.ids)  # checks each blob against its id
+    size = blobs.nbytes()
+    if size <= _BLOBS_MAX_BYTES // 8:
+        with _BLOBS_LOCK:
+            if spec.ids not in _BLOBS:
+                _BLOBS[spec.ids] = blobs
+                _blobs_bytes += size
+                while _BLOBS and (
+                    _blobs_bytes > _BLOBS_MAX_BYTES or len(_BLOBS) > _BLOBS_MAX_COUNT
+                ):
+                    _, dropped = _BLOBS.popitem(last=False)
+                    _blobs_bytes -= dropped.nbytes()
+    return blobs
+
+
 def run_packed(spec: TaskSpec, *values: Any) -> Any:
     """hlg's worker entry point: unpack one task (unpickling its blobs here) and run it.
 
@@ -124,19 +161,15 @@ def run_packed(spec: TaskSpec, *values: Any) -> Any:
 
     >>> import hlg
     >>> from operator import add
-    >>> packed = hlg.Task("y", add, hlg.TaskRef("x"), 1).pack()
-    >>> spec = TaskSpec("y", ("x",), packed.runspec, tuple(packed.blobs.data),
-    ...                 tuple(packed.blobs.ids))
+    >>> g = {"x": hlg.DataNode("x", 0), "y": hlg.Task("y", add, hlg.TaskRef("x"), 1)}
+    >>> packed = hlg.unpack(hlg.pack(g))
+    >>> blobs = packed.blobs
+    >>> spec = TaskSpec("y", ("x",), packed["y"].runspec, tuple(blobs.data), tuple(blobs.ids))
     >>> run_packed(spec, 41)
     42
     """
-    data = list(spec.inline)
-    nlarge = 0
-    for i, blob in enumerate(data):
-        if blob is None:
-            data[i] = values[nlarge]
-            nlarge += 1
-    blobs = Blobs(data, spec.ids)  # type: ignore[arg-type]
+    nlarge = spec.inline.count(None)
+    blobs = _blobs_for(spec, values)
     try:
         node = PackedTask(spec.key, spec.deps, spec.runspec).unpack(blobs)
         return node(dict(zip(spec.deps, values[nlarge:], strict=True)))
@@ -378,7 +411,7 @@ class PackedGraphExpr(Expr):
 
 def _nest_values(structure: Any, keys: list[Key], *values: Any) -> Any:
     """Worker side of a finalized graph: the outputs' values in the requested nesting."""
-    return _nest(structure, dict(zip(keys, values, strict=True)))
+    return rebuild_keys(structure, dict(zip(keys, values, strict=True)))
 
 
 class FinalizedPackedGraphExpr(PackedGraphExpr):
@@ -471,12 +504,6 @@ def _first(results: Any) -> Any:
 # -- the client side -------------------------------------------------------------------------
 
 
-def _nest(keys: Any, values: Mapping[Key, Any]) -> Any:
-    if type(keys) is list:
-        return [_nest(k, values) for k in keys]
-    return values[keys]
-
-
 def _probe_scheduler(client: Any) -> str | None:
     """The hlg version installed on the client's scheduler, or None if it has none."""
     try:
@@ -504,7 +531,7 @@ def _check_scheduler(client: Any) -> None:
 
 def compute_on(
     client: Any,
-    graph: HighLevelGraph | Mapping[Key, GraphNode],
+    graph: Any,
     keys: Any,
     *,
     retries: int | None = None,
@@ -515,10 +542,19 @@ def compute_on(
 ) -> Any:
     """Run ``graph`` on the dask cluster of ``client``; return ``keys``' values, same nesting.
 
-    The graph is packed on the client and expanded on the dask scheduler, which needs
-    hlg but never the user's modules. The keyword arguments apply to every task (as in
+    ``graph`` is a HighLevelGraph, a mapping of graph nodes or a collection
+    (``__hlg_graph__``); ``keys`` a key or nested lists/tuples of keys. The graph is packed
+    on the client and expanded on the dask scheduler, which needs hlg but never the user's
+    modules. The keyword arguments apply to every task (as in
     ``Client.get``); layer annotations take precedence.
     """
+    if isinstance(graph, PackedGraph):
+        raise TypeError(
+            "hlg.compute_on: a PackedGraph is a graph already unpacked on a scheduler; pass "
+            "the HighLevelGraph or mapping it was packed from"
+        )
+    if isinstance(graph, HLGCollection) and not isinstance(graph, Mapping):
+        graph = graph.__hlg_graph__()
     _check_scheduler(client)
     expr = PackedGraphExpr.from_graph(graph, keys)
     token = expr.token
@@ -536,4 +572,4 @@ def compute_on(
     wanted: list[Key] = []
     _flatten(keys, wanted)
     values = {k: by_name[namespaced(k, token)] for k in wanted}
-    return _nest(keys, values)
+    return rebuild_keys(keys, values)

@@ -121,6 +121,8 @@ def test_scheduler_without_user_code_runs_hlg_but_not_dask(
 
     graph, expected = chain(mod)
     assert compute_on(client, graph, [("s",), [("y", 0), ("y", 5)]]) == [expected, [11, 61]]
+    assert hlg.compute(graph, (("s",), [("y", 1)]), scheduler=client) == (expected, [21])
+    assert hlg.compute(graph, scheduler=client) == [expected]  # the output layer's keys
     assert hlg.get(graph, ("s",)) == expected
 
     # plain dask, same functions, same scheduler: the scheduler must unpickle them
@@ -382,3 +384,32 @@ def test_a_payload_that_does_not_match_its_token_is_refused() -> None:
     odd = PackedGraphExpr(payload, {**header, "bridge": "one"})
     with pytest.raises(hlg.PackError, match="sent protocol 'one'"):
         odd.__dask_graph__()
+
+
+def test_compute_on_refuses_a_packed_graph_and_local_options() -> None:
+    packed = hlg.unpack(hlg.pack({"x": hlg.DataNode("x", 1)}))
+    with pytest.raises(TypeError, match="a PackedGraph is a graph already unpacked"):
+        compute_on(object(), packed, "x")
+    with pytest.raises(TypeError, match="apply to local schedulers only"):
+        hlg.compute({"x": hlg.DataNode("x", 1)}, "x", scheduler=object(), num_workers=2)
+
+
+def append_one(values: list[int]) -> list[int]:
+    values.append(1)  # mutates its input: a cached data value would grow
+    return values
+
+
+def test_workers_share_code_per_layer_but_never_data_values() -> None:
+    from hlg import _distributed
+
+    inputs = layers.InputLayer("a", append_one, [[0], [0, 0]])
+    neg = layers.blockwise(np.negative, "n", "i", layers.BlockIndex((3,)), "i")
+    graph = hlg.HighLevelGraph({"a": inputs, "n": neg})
+    dsk = expand(hlg.unpack(hlg.pack(graph)), "t")
+    specs = {k: dsk[namespaced(k, "t")].args[0] for k in [("n", 0), ("n", 2), ("a", 0)]}
+    assert specs[("n", 0)].ids == specs[("n", 2)].ids  # the layer's template only
+    assert _distributed._blobs_for(specs[("n", 0)], ()) is _distributed._blobs_for(
+        specs[("n", 2)], ()
+    )
+    for _ in range(2):  # the same task run twice gets a fresh input each time
+        assert _distributed.run_packed(specs[("a", 0)]) == [0, 1]
