@@ -36,9 +36,24 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
-    else:  # the leader is gone; children of its group may not be
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    # the leader is gone; its children (nannies, worker processes) share its group
+    deadline = time.monotonic() + 15
+    while _group_alive(proc.pid):
+        if time.monotonic() > deadline:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.5)
+            assert not _group_alive(proc.pid), f"process group {proc.pid} survived SIGKILL"
+            return
+        time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager
