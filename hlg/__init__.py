@@ -9,6 +9,10 @@ from hlg._blobs import BlobRef as BlobRef
 from hlg._blobs import Blobs as Blobs
 from hlg._blobs import PackContext as PackContext
 from hlg._blocks import BlockSet as BlockSet
+from hlg._bridge import compute_on as compute_on
+from hlg._bridge import dask_collection as dask_collection
+from hlg._bridge import from_dask as from_dask
+from hlg._bridge import to_dask as to_dask
 from hlg._callbacks import Callback as Callback
 from hlg._callbacks import ProgressBar as ProgressBar
 from hlg._compute import compute as compute
@@ -94,9 +98,12 @@ __all__ = [
     "__version__",
     "annotate",
     "compute",
+    "compute_on",
     "convert_legacy_graph",
     "convert_legacy_task",
     "cull",
+    "dask_collection",
+    "from_dask",
     "fuse_linear",
     "get",
     "iskey",
@@ -108,6 +115,7 @@ __all__ = [
     "pack",
     "register_layer_kind",
     "report_refusal",
+    "to_dask",
     "tokenize",
     "toposort",
     "unpack",

@@ -20,7 +20,7 @@ SCHEDULERS = ("threads", "sync", "processes")
 def compute(
     graph: Any,
     keys: Any = None,
-    scheduler: str = "threads",
+    scheduler: Any = "threads",
     num_workers: int | None = None,
     callbacks: Iterable[Callback] = (),
     progress: bool | None = None,
@@ -36,6 +36,8 @@ def compute(
     the CPU count.
     ``callbacks`` are :class:`hlg.Callback` instances; ``progress=True`` adds a tqdm bar
     on stderr. The processes scheduler takes ``context="spawn"`` (default) or ``"fork"``.
+    A ``distributed.Client`` as ``scheduler`` runs the graph on its dask cluster
+    (:func:`hlg.compute_on`; ``options`` are its keywords, e.g. ``retries``).
 
     >>> from operator import add
     >>> from hlg import DataNode, Task, TaskRef
@@ -45,6 +47,14 @@ def compute(
     >>> compute(g, "y", scheduler="sync")
     11
     """
+    if not isinstance(scheduler, str):  # a distributed.Client: run on its cluster
+        from hlg._bridge import compute_on
+
+        if num_workers is not None or callbacks or progress:
+            raise TypeError("num_workers, callbacks and progress apply to local schedulers only")
+        return compute_on(
+            scheduler, graph, default_keys(graph) if keys is None else keys, **options
+        )
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; expected one of {SCHEDULERS}")
     unknown = set(options) - ({"context"} if scheduler == "processes" else set())
