@@ -21,6 +21,7 @@ answer). Nothing here unpickles anything.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,8 +78,10 @@ class PieceView:
         return self.count
 
     def __getitem__(self, index: Any) -> Any:
-        if type(index) is int and (index == self.piece or index + self.count == self.piece):
-            return self.value
+        if type(index) is not bool and hasattr(index, "__index__"):
+            i = operator.index(index)
+            if i == self.piece or i + self.count == self.piece:
+                return self.value
         raise MissingPieceError(self.key, self.dependency, self.piece, index)
 
     def __iter__(self) -> Iterator[Any]:

@@ -230,6 +230,16 @@ def _stop(workers: list[_Worker], graceful: bool) -> None:
         w.process.close()
 
 
+def _receive_result(conn: Any, data: Any) -> bytes | list[bytes]:
+    """A result as listed in a worker's header (bytes, None, or a list of pieces), its
+    frames read from the pipe where they follow."""
+    if data is None:
+        return conn.recv_bytes()  # type: ignore[no-any-return]
+    if type(data) is list:
+        return [piece if piece is not None else conn.recv_bytes() for piece in data]
+    return data  # type: ignore[no-any-return]
+
+
 def _raise_remote(data: bytes, key: Key) -> None:
     """Re-raise a worker's exception (the one payload the parent unpickles: on failure)."""
     blob, text = msgspec.msgpack.decode(data)
@@ -338,15 +348,7 @@ class _Dispatch:
         try:
             header = worker.conn.recv_bytes()
             out = msgspec.msgpack.decode(header)
-            recv = worker.conn.recv_bytes
-            payloads = [
-                data
-                if type(data) is bytes
-                else recv()
-                if data is None
-                else [piece if piece is not None else recv() for piece in data]
-                for _, _, _, data in out
-            ]
+            payloads = [_receive_result(worker.conn, data) for _, _, _, data in out]
         except (EOFError, OSError):
             self.died(worker)
         worker.inflight.pop(0)

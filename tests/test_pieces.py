@@ -237,7 +237,9 @@ def test_piece_of_refuses_a_split_output_it_does_not_read() -> None:
 
 def test_piece_view() -> None:
     v = PieceView(("y", 1), ("s", 0), 3, 1, [4, 5])
-    assert len(v) == 3 and v[1] == [4, 5] and v[-2] == [4, 5]
+    assert len(v) == 3 and v[1] == [4, 5] and v[-2] == [4, 5] and v[np.int64(1)] == [4, 5]
+    with pytest.raises(MissingPieceError, match="it read piece True"):
+        v[True]
     with pytest.raises(
         MissingPieceError, match=r"sent only piece 1 of \('s', 0\); it read piece 2"
     ):
