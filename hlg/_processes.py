@@ -264,18 +264,18 @@ class _Dispatch:
         self.tasks = packed.__getitem__
         self.routes = PieceRoutes(packed.graph, plan.keys, plan.dependents, plan.outputs)
 
-    def arg(self, i: int, d: int) -> tuple[bytes, int, int]:
-        """What task ``i`` is sent of its dependency ``d``: ``(bytes, piece, count)``,
-        the whole result (piece -1) or the one piece it reads."""
+    def sent_size(self, i: int, d: int) -> int:
+        """How many bytes task ``i`` is sent of its dependency ``d``."""
         data = self.results[d]
         if isinstance(data, bytes):
-            return data, -1, 0
-        j = self.routes.piece(i, d)
-        return data[j], j, len(data)
+            return len(data)
+        return len(data[self.routes.piece(i, d)])
 
     def send(self, worker: _Worker, batch: list[int]) -> None:
         keys = self.plan.keys
         deps = self.plan.deps
+        results = self.results
+        routes = self.routes
         header: list[tuple[Any, ...]] = []
         frames: list[bytes] = []
         for i in batch:
@@ -287,12 +287,23 @@ class _Dispatch:
                 ds = tuple(where[name] for name in names)
             args: list[Any] = []
             for d in ds:
-                data, piece, count = self.arg(i, d)
-                inline = data if len(data) < _INLINE else None
-                if inline is None:
-                    frames.append(data)
-                args.append(inline if piece < 0 else (piece, count, inline))
-            header.append((i, task.key, names, task.runspec, args, self.routes.count(i)))
+                data = results[d]
+                if isinstance(data, bytes):  # the whole result
+                    if len(data) < _INLINE:
+                        args.append(data)
+                    else:
+                        args.append(None)
+                        frames.append(data)
+                    continue
+                j = routes.piece(i, d)  # the one piece task i reads
+                piece = data[j]
+                if len(piece) < _INLINE:
+                    args.append((j, len(data), piece))
+                else:
+                    args.append((j, len(data), None))
+                    frames.append(piece)
+            cut = routes.count(i) if routes.active else 0
+            header.append((i, task.key, names, task.runspec, args, cut))
             if self.callbacks:
                 self.callbacks.task_start(task.key)
         worker.inflight.append(batch)
@@ -327,7 +338,7 @@ class _Dispatch:
                     if i < 0:
                         break
                     if busy:
-                        cost = 256 + sum(len(self.arg(i, d)[0]) for d in deps[i])
+                        cost = 256 + sum(self.sent_size(i, d) for d in deps[i])
                         if cost > budget:
                             held_back.append(i)
                             break
