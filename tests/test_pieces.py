@@ -293,9 +293,10 @@ def array_concat(pieces: list[np.ndarray]) -> np.ndarray:
 
 def test_each_task_is_sent_only_its_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """The parent's writes into the pipes: about (stages + 1) times the input, not k times."""
-    nparts, size = 16, 20_000
+    nparts = 16
     rng = np.random.default_rng(5)
-    parts = [rng.integers(0, nparts, size) for _ in range(nparts)]  # the record is its dest
+    sizes = rng.integers(2_000, 50_000, nparts)  # pieces of 4 to 100 KB: inline and frames
+    parts = [rng.integers(0, nparts, size) for size in sizes]  # a record is its destination
     g = shuffle_graph(parts, nparts, array_split, array_concat, max_branch=4)
     shuf = g.layers["out"]
     assert isinstance(shuf, layers.Shuffle)
@@ -314,6 +315,7 @@ def test_each_task_is_sent_only_its_pieces(monkeypatch: pytest.MonkeyPatch) -> N
 
     by_piece, got = sent(True)
     whole, got_whole = sent(False)
+    print(f"pickled input {data:,} B; sent by piece {by_piece:,} B, whole {whole:,} B")
     for q in range(nparts):
         want = np.concatenate([p[p == q] for p in parts])  # the oracle: input order kept
         np.testing.assert_array_equal(got[q], want)
