@@ -192,6 +192,27 @@ def test_routes_cost_nothing_without_declarations() -> None:
     assert not routes.active and routes.count(0) == 0
 
 
+def frame_split(part: Any, k: int, s: int) -> list[Any]:
+    digit = part["x"].to_numpy() % 5 // k**s % k
+    return [part[digit == j] for j in range(k)]
+
+
+def frame_concat(pieces: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.concat(pieces)
+
+
+def test_pandas_shuffle_on_processes() -> None:
+    pd = pytest.importorskip("pandas")
+    frames = [pd.DataFrame({"x": range(i, 40, 3), "y": float(i)}) for i in range(3)]
+    g = shuffle_graph(frames, 5, frame_split, frame_concat, max_branch=2)
+    got = hlg.compute(g, outputs(5), scheduler="processes", num_workers=2, context="fork")
+    whole = pd.concat(frames)
+    for q, part in enumerate(got):  # the oracle: pandas on the whole table, input order kept
+        pd.testing.assert_frame_equal(part, whole[whole["x"] % 5 == q])
+
+
 # -- declarations ----------------------------------------------------------------------------
 
 
