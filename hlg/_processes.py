@@ -14,6 +14,10 @@ receives the graph's blobs once and unpickles a code blob once per process (by c
 id). Ready tasks go out in batches when there are many; a worker that dies (killed,
 ``os._exit``) is noticed through its process sentinel and fails the computation with
 :class:`WorkerDiedError` naming the keys it held.
+
+Results whose layer declares pieces (:mod:`hlg._pieces`) travel as pieces: the worker
+pickles each piece on its own, the parent keeps the list of piece bytes, and each reader
+is sent only the piece it reads, which its task sees through a ``PieceView``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from hlg._order import Plan
 from hlg._order import plan as make_plan
 from hlg._pack import pack, unpack
 from hlg._packed import PackedGraph, PackedTask
+from hlg._pieces import PieceRoutes, PieceView
 from hlg._schedule import Schedule
 from hlg._source import flatten_keys, rebuild_keys
 
@@ -95,6 +100,37 @@ def _dump_error(err: BaseException) -> bytes:
     return msgspec.msgpack.encode([data, text])
 
 
+def _receive_arg(conn: Any, arg: Any) -> Any:
+    """An argument as listed in the header, its bytes read from the pipe if they follow."""
+    if arg is None:
+        return conn.recv_bytes()
+    if type(arg) is tuple and arg[2] is None:
+        return (arg[0], arg[1], conn.recv_bytes())
+    return arg
+
+
+def _load_arg(key: Key, dep: Key, arg: Any) -> Any:
+    """A dependency's value from what the parent sent: bytes, or ``(piece, count, bytes)``."""
+    if type(arg) is tuple:
+        piece, count, data = arg
+        return PieceView(key, dep, count, piece, pickle.loads(data))
+    return pickle.loads(arg)
+
+
+def _dump_pieces(key: Key, result: Any, count: int) -> list[bytes]:
+    """Pickle a result piece by piece (its layer's ``piece_count`` said ``count``)."""
+    try:
+        size = len(result)
+    except TypeError:
+        size = -1
+    if size != count:
+        got = f"{size} pieces" if size >= 0 else f"a {type(result).__name__}"
+        raise ValueError(
+            f"hlg: task {key!r} returned {got}; its layer's piece_count declares {count}"
+        )
+    return [_dumps(result[j]) for j in range(count)]
+
+
 def _worker_main(conn: Any, blob_data: list[bytes], blob_ids: list[bytes]) -> None:
     """A worker's loop: receive a batch, run it, send the results back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -109,22 +145,32 @@ def _worker_main(conn: Any, blob_data: list[bytes], blob_ids: list[bytes]) -> No
             return
         batch = pickle.loads(header)
         tasks = [
-            (tid, key, deps, runspec, [conn.recv_bytes() if v is None else v for v in args])
-            for tid, key, deps, runspec, args in batch
+            (tid, key, deps, runspec, [_receive_arg(conn, v) for v in args], cut)
+            for tid, key, deps, runspec, args, cut in batch
         ]
         out: list[list[Any]] = []
         frames: list[bytes] = []
-        for tid, key, deps, runspec, args in tasks:
+        for tid, key, deps, runspec, args, cut in tasks:
             try:
                 start = time.perf_counter()
-                values = {d: pickle.loads(v) for d, v in zip(deps, args, strict=True)}
+                values = {d: _load_arg(key, d, v) for d, v in zip(deps, args, strict=True)}
                 node = PackedTask(key, deps, runspec).unpack(blobs)
-                data = _dumps(node(values))
+                result = node(values)
+                data: Any = _dump_pieces(key, result, cut) if cut else _dumps(result)
                 elapsed = time.perf_counter() - start
             except BaseException as err:
                 out.append([tid, 1, 0.0, _dump_error(err)])
                 continue
-            if len(data) < _INLINE:
+            if cut:  # a list of pieces, each inline or a frame
+                inline: list[bytes | None] = []
+                for piece in data:
+                    if len(piece) < _INLINE:
+                        inline.append(piece)
+                    else:
+                        inline.append(None)
+                        frames.append(piece)
+                out.append([tid, 0, elapsed, inline])
+            elif len(data) < _INLINE:
                 out.append([tid, 0, elapsed, data])
             else:
                 out.append([tid, 0, elapsed, None])
@@ -184,6 +230,16 @@ def _stop(workers: list[_Worker], graceful: bool) -> None:
         w.process.close()
 
 
+def _receive_result(conn: Any, data: Any) -> bytes | list[bytes]:
+    """A result as listed in a worker's header (bytes, None, or a list of pieces), its
+    frames read from the pipe where they follow."""
+    if data is None:
+        return conn.recv_bytes()  # type: ignore[no-any-return]
+    if type(data) is list:
+        return [piece if piece is not None else conn.recv_bytes() for piece in data]
+    return data  # type: ignore[no-any-return]
+
+
 def _raise_remote(data: bytes, key: Key) -> None:
     """Re-raise a worker's exception (the one payload the parent unpickles: on failure)."""
     blob, text = msgspec.msgpack.decode(data)
@@ -202,15 +258,24 @@ class _Dispatch:
         self.schedule = Schedule(plan)
         self.workers = workers
         self.callbacks = callbacks
-        self.results: dict[int, bytes] = {}
+        self.results: dict[int, bytes | list[bytes]] = {}
         packed = plan.source.packed
         assert packed is not None
         self.tasks = packed.__getitem__
+        self.routes = PieceRoutes(packed.graph, plan.keys, plan.dependents, plan.outputs)
+
+    def sent_size(self, i: int, d: int) -> int:
+        """How many bytes task ``i`` is sent of its dependency ``d``."""
+        data = self.results[d]
+        if isinstance(data, bytes):
+            return len(data)
+        return len(data[self.routes.piece(i, d)])
 
     def send(self, worker: _Worker, batch: list[int]) -> None:
         keys = self.plan.keys
         deps = self.plan.deps
         results = self.results
+        routes = self.routes
         header: list[tuple[Any, ...]] = []
         frames: list[bytes] = []
         for i in batch:
@@ -220,15 +285,25 @@ class _Dispatch:
             if names != tuple(keys[d] for d in ds):  # same keys, possibly another order
                 where = {keys[d]: d for d in ds}
                 ds = tuple(where[name] for name in names)
-            args: list[bytes | None] = []
+            args: list[Any] = []
             for d in ds:
                 data = results[d]
-                if len(data) < _INLINE:
-                    args.append(data)
+                if isinstance(data, bytes):  # the whole result
+                    if len(data) < _INLINE:
+                        args.append(data)
+                    else:
+                        args.append(None)
+                        frames.append(data)
+                    continue
+                j = routes.piece(i, d)  # the one piece task i reads
+                piece = data[j]
+                if len(piece) < _INLINE:
+                    args.append((j, len(data), piece))
                 else:
-                    args.append(None)
-                    frames.append(data)
-            header.append((i, task.key, names, task.runspec, args))
+                    args.append((j, len(data), None))
+                    frames.append(piece)
+            cut = routes.count(i) if routes.active else 0
+            header.append((i, task.key, names, task.runspec, args, cut))
             if self.callbacks:
                 self.callbacks.task_start(task.key)
         worker.inflight.append(batch)
@@ -249,7 +324,6 @@ class _Dispatch:
         """
         schedule = self.schedule
         deps = self.plan.deps
-        results = self.results
         free = [w for w in self.workers if len(w.inflight) < _IN_FLIGHT]
         free.sort(key=lambda w: len(w.inflight))  # idle workers first
         held_back: list[int] = []
@@ -264,7 +338,7 @@ class _Dispatch:
                     if i < 0:
                         break
                     if busy:
-                        cost = 256 + sum(len(results[d]) for d in deps[i])
+                        cost = 256 + sum(self.sent_size(i, d) for d in deps[i])
                         if cost > budget:
                             held_back.append(i)
                             break
@@ -285,16 +359,14 @@ class _Dispatch:
         try:
             header = worker.conn.recv_bytes()
             out = msgspec.msgpack.decode(header)
-            payloads = [
-                data if data is not None else worker.conn.recv_bytes() for _, _, _, data in out
-            ]
+            payloads = [_receive_result(worker.conn, data) for _, _, _, data in out]
         except (EOFError, OSError):
             self.died(worker)
         worker.inflight.pop(0)
         keys = self.plan.keys
         schedule = self.schedule
         results = self.results
-        failed: tuple[int, bytes] | None = None
+        failed: tuple[int, Any] | None = None
         for (tid, status, elapsed, _), data in zip(out, payloads, strict=True):
             if status:
                 if schedule.retry(tid):
@@ -372,7 +444,12 @@ def run_packed(
     finally:
         if callbacks:
             callbacks.finish(ok)
-    return {plan.keys[i]: run.results[i] for i in plan.outputs}
+    out: dict[Key, bytes] = {}
+    for i in plan.outputs:
+        data = run.results[i]
+        assert type(data) is bytes  # outputs never travel as pieces
+        out[plan.keys[i]] = data
+    return out
 
 
 def compute_processes(

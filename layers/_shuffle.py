@@ -13,7 +13,8 @@ One task per position and level: level ``s < stages`` is key ``(name + "-split",
 and returns the ``k`` pieces of its data (the concatenation of its gathered pieces, or
 the input partition at level 0); level ``stages`` is the output ``(name, q)``. Every
 task reads one piece of each split output it depends on: :meth:`Shuffle.pieces` says
-which, symbolically, so a scheduler moving data between processes can send that piece
+which, symbolically, and :meth:`Shuffle.piece_count` / :meth:`Shuffle.piece_of` are the
+declaration the processes scheduler reads (see ``hlg/_pieces.py``) to send that piece
 alone. The layer never builds a task for ``len``, ``in``, iteration, dependencies or
 culling; ``layer[key]`` builds one task in O(k).
 """
@@ -361,6 +362,51 @@ class Shuffle(Layer):
             return (((self.input_name, p), -1),)
         sources, piece = self._sources(level, p)
         return tuple((source, piece) for source in sources)
+
+    def piece_count(self, key: Key) -> int:
+        """How many pieces the result of ``key`` has: ``k`` for a split output (every
+        reader takes one), 0 for an output partition (read whole).
+
+        Together with :meth:`piece_of`, this is the declaration a scheduler moving
+        results between processes reads to send each task only its pieces.
+
+        >>> layer = Shuffle("y", "x", 3, 3, list, list)
+        >>> layer.piece_count(("y-split", 0, 2)), layer.piece_count(("y", 2))
+        (3, 0)
+        """
+        where = self._locate(key)
+        if where is None:
+            raise KeyError(key)
+        return 0 if where[0] == self.stages else self.k
+
+    def piece_of(self, key: Key, dependency: Key) -> int:
+        """The piece of ``dependency`` that the task of ``key`` reads (-1: all of it, for
+        a level-0 task and its input partition), in O(1).
+
+        >>> layer = Shuffle("y", "x", 3, 3, list, list)
+        >>> layer.piece_of(("y", 2), ("y-split", 0, 1)), layer.piece_of(("y-split", 0, 1), ("x", 1))
+        (2, -1)
+        >>> layer.piece_of(("y", 2), ("x", 1))
+        Traceback (most recent call last):
+        ...
+        KeyError: "('y', 2) does not read ('x', 1)"
+        """
+        where = self._locate(key)
+        if where is None:
+            raise KeyError(key)
+        level, p = where
+        if level == 0:
+            if dependency == (self.input_name, p):
+                return -1
+        else:
+            found = self._locate(dependency)
+            if found is not None and found[0] == level - 1:
+                below = self._pow[level - 1]
+                size = below * self.k
+                source = found[1]
+                if source // size == p // size and source % below == p % below:
+                    return int(p // below % self.k)
+        raise KeyError(f"{key!r} does not read {dependency!r}")
 
     def _build(self, level: int, p: int, below: list[Any] | None = None) -> GraphNode:
         """The task at ``p`` of ``level``; ``below`` (from materialize) holds the keys of
