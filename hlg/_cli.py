@@ -17,6 +17,14 @@ from typing import Any
 __all__ = ["main"]
 
 _EPILOG = {
+    "bench": """example:
+  hlg bench --quick
+  hlg bench --markdown > table.md
+  hlg bench --quick --plots docs/img
+
+Every figure is measured beside dask's in the same process and run; the last column
+is hlg / dask (below 1: hlg is faster or smaller). Absolute times depend on the machine
+and its load; the ratios are what to compare.""",
     "demo": """example:
   hlg demo                          # ~100,000 tasks, a scheduler process + 2 workers
   hlg demo --size small --scheduler threads
@@ -213,6 +221,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        import dask  # noqa: F401
+    except ImportError:
+        raise UsageError("hlg bench compares with dask: pip install 'hlg[distributed]'") from None
+    from hlg._bench import headline, markdown_table, plots, text_table
+
+    rows = headline(quick=args.quick, repeat=args.repeat)
+    print(markdown_table(rows) if args.markdown else text_table(rows))
+    if args.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plots needs matplotlib: pip install 'hlg[bench]'") from None
+        sizes = (1_000, 10_000, 100_000) if args.quick else (1_000, 10_000, 100_000, 1_000_000)
+        for path in plots(Path(args.plots), sizes):
+            print(f"wrote {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hlg",
@@ -248,6 +276,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=None, help="worker count (default: CPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = command("bench", "Measure hlg beside dask and print the ratio table.", _cmd_bench)
+    p.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
+    p.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--plots", metavar="DIR", help="also write the scaling plots into DIR")
 
     p = command("inspect", "Describe a packed graph without unpickling anything.", _cmd_inspect)
     p.add_argument("file", metavar="FILE", help="a file written by hlg.pack, or - for stdin")

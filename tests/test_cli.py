@@ -36,14 +36,14 @@ def packed_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["inspect"], ["pack"]])
+@pytest.mark.parametrize("command", [[], ["inspect"], ["pack"], ["demo"], ["bench"]])
 def test_every_help_shows_an_example(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0
     out = result.stdout.decode()
     assert "usage: hlg" in out
     assert "example:" in out
-    assert "hlg inspect" in out or "hlg pack" in out
+    assert any(f"hlg {name}" in out for name in ("inspect", "pack", "demo", "bench"))
 
 
 def test_inspect_describes_layers_and_blobs(packed_file: Path) -> None:
@@ -157,3 +157,15 @@ def test_console_script_is_installed(packed_file: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert b"2 tasks" in result.stdout
+
+
+def test_bench_quick_prints_every_case_beside_dask() -> None:
+    result = run("bench", "--quick", "--repeat", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].split() == ["case", "size", "hlg", "dask", "unit", "hlg/dask"]
+    rows = lines[1:]
+    assert len(rows) >= 10
+    for row in rows:
+        ratio = row.split()[-1]
+        assert float(ratio.replace(",", "")) > 0, row  # both sides measured

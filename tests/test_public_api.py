@@ -42,7 +42,7 @@ def test_every_module_opens_with_a_one_line_docstring(path: Path) -> None:
 
 
 # Applications of the built-in layers, not core: the demo command builds its graph with them.
-APPLICATIONS = {"_demo.py"}
+APPLICATIONS = {"_demo.py", "_bench.py"}
 
 
 def test_hlg_never_imports_layers() -> None:
