@@ -149,7 +149,7 @@ def headline(quick: bool = False, repeat: int = 3) -> list[Row]:
         lambda: hlg.order(graph, [("c", i, j) for i in range(side) for j in range(side)]), repeat
     ) / len(graph)
     t_d = _best(lambda: dask.order.order(dask_dict), repeat) / ntasks
-    rows.append(Row("order (x + 1) * 2).T + x", f"{ntasks:,}", t_h * 1e6, t_d * 1e6, "µs/task"))
+    rows.append(Row("order ((x + 1) * 2).T + x", f"{ntasks:,}", t_h * 1e6, t_d * 1e6, "µs/task"))
 
     # -- layers ----------------------------------------------------------------------------
     layer = graph.layers["a"]
