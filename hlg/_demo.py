@@ -303,14 +303,16 @@ def run_demo(
         result.result = tuple(value)
     else:
         result.where = f"on the dask cluster at {scheduler}"
-        value = _timed(result, "compute (dask cluster)", lambda: _on_cluster(data, keys, scheduler))
+        value = _timed(
+            result, "compute (dask cluster)", lambda: _on_cluster(optimized, keys, scheduler)
+        )
         result.result = tuple(value)
     result.expected = _timed(result, "check against numpy", lambda: expected_totals(n))
     out(result.table())
     return result
 
 
-def _on_cluster(data: bytes, keys: Sequence[Any], address: str) -> Any:
+def _on_cluster(graph: Any, keys: Sequence[Any], address: str) -> Any:
     try:
         from distributed import Client
     except ImportError:
@@ -320,4 +322,5 @@ def _on_cluster(data: bytes, keys: Sequence[Any], address: str) -> Any:
     import hlg
 
     with Client(address) as client:  # type: ignore[no-untyped-call]
-        return hlg.compute(hlg.unpack(data), keys[0], scheduler=client)
+        # the graph is packed again on its way to the dask scheduler, which expands it
+        return hlg.compute(graph, keys[0], scheduler=client)

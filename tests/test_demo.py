@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,3 +59,18 @@ def test_demo_command_runs_a_scheduler_process_that_cannot_unpickle() -> None:
     assert "scheduler: unpack" in proc.stdout
     assert "6,168" in proc.stdout  # tasks after optimization for 1,000 partitions
     assert "/6168" in proc.stderr  # the progress bar counted every scheduled task
+
+
+def test_demo_command_on_a_dask_cluster(tmp_path: Path) -> None:
+    from _cluster import dask_cluster
+
+    with dask_cluster(tmp_path, scheduler_path=None, worker_path=None, nworkers=1) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hlg", "demo", "--size", "small", "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f"on the dask cluster at {address}" in proc.stdout
+    assert "check:  OK" in proc.stdout
