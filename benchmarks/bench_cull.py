@@ -19,8 +19,6 @@ import math
 import pickle
 import platform
 import sys
-import time
-from collections.abc import Callable
 from operator import add, mul
 from typing import Any
 
@@ -33,6 +31,8 @@ from dask.core import flatten
 
 import hlg
 from hlg import layers
+
+from _common import best, number, print_table, ratio
 
 Row = tuple[str, str, float, float | None, str]
 # ``total`` reads every block in one task: above 100,000 blocks that passes the default
@@ -63,15 +63,6 @@ def hlg_elementwise_chain(n: int) -> hlg.HighLevelGraph:
 
 def dask_sum(n: int) -> Any:
     return ((da.ones((n, n), chunks=1) + 1) * 2).sum()
-
-
-def best(func: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def measure(n: int, repeat: int, dask_max: int, per_key_max: int) -> list[Row]:
@@ -186,26 +177,11 @@ def main() -> int:
         rows.extend(measure(math.isqrt(blocks), args.repeat, args.dask_max, args.per_key_max))
     rows.append(one_key(1000, args.repeat))
     header = ("operation", "size", "hlg", "dask", "hlg/dask", "unit")
-    table = [header] + [
-        (
-            op,
-            size,
-            f"{h:,.3f}" if h < 100 else f"{h:,.0f}",
-            "-" if d is None else (f"{d:,.3f}" if d < 100 else f"{d:,.0f}"),
-            "-" if not d else f"{h / d:.4f}",
-            unit,
-        )
+    table = [
+        (op, size, number(h), "-" if d is None else number(d), ratio(h, d, 4), unit)
         for op, size, h, d, unit in rows
     ]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in table[1:]:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-        for row in table:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(header, table, args.markdown)
     return 0
 
 

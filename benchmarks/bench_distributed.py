@@ -49,6 +49,8 @@ import hlg
 from hlg import layers
 from hlg._distributed import DaskCollection, PackedGraphExpr, expand, namespaced
 
+from _common import best, ratio
+
 Row = tuple[str, str, float, float | None, str]
 
 
@@ -94,19 +96,6 @@ def dask_expr(n: int) -> Any:
 def hlg_expr(n: int) -> Any:
     graph, key = hlg_chain(n)
     return PackedGraphExpr.from_graph(graph, key)
-
-
-def best(func: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def ratio(a: float, b: float | None) -> str:
-    return "-" if not b else f"{a / b:.3f}"
 
 
 def offline(n: int, repeat: int) -> list[Row]:

@@ -18,9 +18,7 @@ import math
 import pickle
 import platform
 import sys
-import time
 import tracemalloc
-from collections.abc import Callable
 from operator import add, mul
 from typing import Any
 
@@ -32,6 +30,8 @@ from dask.array.optimization import optimize as dask_array_optimize
 
 import hlg
 from hlg import layers
+
+from _common import best, number, print_table, ratio
 
 Row = tuple[str, str, float, float | None, str]
 
@@ -61,19 +61,6 @@ def dask_layers(n: int) -> dict[str, tuple[Any, str]]:
     c = (a * 2).T + x
     graph = c.__dask_graph__()
     return {"a": (graph, a.name), "c": (graph, c.name)}
-
-
-def best(func: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def ratio(a: float, b: float | None) -> str:
-    return "-" if not b else f"{a / b:.3f}"
 
 
 def measure(n: int, repeat: int, dask_materialize: bool) -> list[Row]:
@@ -225,26 +212,11 @@ def main() -> int:
         n = math.isqrt(blocks)
         rows.extend(measure(n, args.repeat, args.dask_materialize))
     header = ("operation", "size", "hlg", "dask", "hlg/dask", "unit")
-    table = [header] + [
-        (
-            op,
-            size,
-            f"{h:,.3f}" if h < 100 else f"{h:,.0f}",
-            "-" if d is None else (f"{d:,.3f}" if d < 100 else f"{d:,.0f}"),
-            ratio(h, d),
-            unit,
-        )
+    table = [
+        (op, size, number(h), "-" if d is None else number(d), ratio(h, d), unit)
         for op, size, h, d, unit in rows
     ]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in table[1:]:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-        for row in table:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(header, table, args.markdown)
     return 0
 
 
