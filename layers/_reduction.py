@@ -10,7 +10,6 @@ partition order, so a non-commutative ``combine`` is right.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from hlg._blocks import MAX_BOXES
 from hlg._gc import gc_paused
 from hlg._task import _rebuild_task
 from hlg.kinds import Kind
+from hlg.layers._located import LocatedLayer, check_count, check_names, coordinate, pack_errors
 
 __all__ = ["TREE_REDUCTION", "TreeReduction", "TreeReductionKind", "TreeTemplate", "tree_step"]
 
@@ -111,15 +111,6 @@ class TreeTemplate:
         return (TreeTemplate, (self.chunk, self.combine, self.aggregate))
 
 
-def _count(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"TreeReduction {what} must be an int >= {minimum}; got {value!r}")
-    n = operator.index(value)
-    if n < minimum:
-        raise ValueError(f"TreeReduction {what} must be an int >= {minimum}; got {value!r}")
-    return n
-
-
 def tree_depth(npartitions: int, split_every: int) -> int:
     """The number of levels above the chunks: the fewest (at least 1) that cover n.
 
@@ -132,7 +123,7 @@ def tree_depth(npartitions: int, split_every: int) -> int:
     return depth
 
 
-class TreeReduction(Layer):
+class TreeReduction(LocatedLayer):
     """A ``split_every``-ary reduction of ``npartitions`` partitions of ``input_name``.
 
     >>> import hlg
@@ -162,8 +153,8 @@ class TreeReduction(Layer):
         for what, func in [("chunk", chunk), ("combine", combine), ("aggregate", aggregate)]:
             if not callable(func):
                 raise TypeError(f"TreeReduction {what} must be callable; got {func!r}")
-        n = _count(npartitions, "npartitions", 1)
-        every = _count(split_every, "split_every", 2)
+        n = check_count("TreeReduction", npartitions, "npartitions", 1)
+        every = check_count("TreeReduction", split_every, "split_every", 2)
         template = TreeTemplate(chunk, combine, aggregate)
         super().__init__(name, annotations)
         self._setup(name, input_name, n, every, template, None)
@@ -180,9 +171,7 @@ class TreeReduction(Layer):
         roots: Iterable[tuple[int, int]] | None,
         annotations: Mapping[str, Any],
     ) -> TreeReduction:
-        layer = cls.__new__(cls)
-        Layer.__init__(layer, name)
-        layer.annotations = annotations  # type: ignore[assignment]
+        layer = cls._blank(name, annotations)
         layer._setup(output, input_name, npartitions, split_every, template, roots)
         return layer
 
@@ -195,15 +184,10 @@ class TreeReduction(Layer):
         template: Any,
         roots: Iterable[tuple[int, int]] | None,
     ) -> None:
-        if not isinstance(output, str) or not output:
-            raise TypeError(f"TreeReduction name must be a non-empty str; got {output!r}")
-        if not isinstance(input_name, str) or not input_name:
-            raise TypeError(f"TreeReduction input_name must be a non-empty str; got {input_name!r}")
+        check_names("TreeReduction", output, input_name, ["-chunk", "-combine"])
         self.output = output
         self.chunk_name = output + "-chunk"
         self.combine_name = output + "-combine"
-        if input_name in (output, self.chunk_name, self.combine_name):
-            raise ValueError(f"TreeReduction {output!r} cannot read its own keys ({input_name!r})")
         self.input_name = input_name
         self.npartitions = n
         self.split_every = split_every
@@ -247,12 +231,12 @@ class TreeReduction(Layer):
         if head == self.output and len(key) == 2 and type(key[1]) in (int, float) and key[1] == 0:
             node = (self.depth, 0)
         elif head == self.chunk_name and len(key) == 2:
-            node = (0, _coordinate(key[1]))  # type: ignore[assignment]
+            node = (0, coordinate(key[1]))  # type: ignore[assignment]
         elif head == self.combine_name and len(key) == 3:
-            level = _coordinate(key[1])
+            level = coordinate(key[1])
             if level is None or not 1 <= level < self.depth:
                 return None
-            node = (level, _coordinate(key[2]))  # type: ignore[assignment]
+            node = (level, coordinate(key[2]))  # type: ignore[assignment]
         else:
             return None
         level, group = node
@@ -308,20 +292,11 @@ class TreeReduction(Layer):
     def __len__(self) -> int:
         return sum(len(r) for level in range(self.depth + 1) for r in self._ranges(level))
 
-    def __contains__(self, key: object) -> bool:
-        return self._locate(key) is not None
-
     def __iter__(self) -> Iterator[Key]:
         for level in range(self.depth + 1):
             for groups in self._ranges(level):
                 for group in groups:
                     yield self._key(level, group)
-
-    def __getitem__(self, key: Key) -> GraphNode:
-        node = self._locate(key)
-        if node is None:
-            raise KeyError(key)
-        return self._build(*node)
 
     def dependency_tuple(self, key: Key) -> tuple[Key, ...]:
         """The keys ``key`` reads, in partition order."""
@@ -332,10 +307,6 @@ class TreeReduction(Layer):
         if level == 0:
             return ((self.input_name, group),)
         return tuple(self._children(level, group))
-
-    def dependencies(self, key: Key) -> frozenset[Key]:
-        """The keys ``key`` reads, as a frozenset."""
-        return frozenset(self.dependency_tuple(key))
 
     def materialize(self) -> dict[Key, GraphNode]:
         """Build every task."""
@@ -418,14 +389,6 @@ class TreeReduction(Layer):
         )
 
 
-def _coordinate(value: object) -> int | None:
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer():
-        return int(value)
-    return None
-
-
 # -- packing ----------------------------------------------------------------------------
 
 
@@ -481,7 +444,7 @@ class TreeReductionKind(Kind[TreeReductionState]):
                 f"{where}: declares about {2 * state.npartitions} tasks, beyond {limit}"
             )
         template = ctx.template(state.template, where)
-        try:
+        with pack_errors(where):
             return TreeReduction._rebuild(
                 name,
                 state.output,
@@ -492,8 +455,6 @@ class TreeReductionKind(Kind[TreeReductionState]):
                 None if state.roots is None else [tuple(r) for r in state.roots],  # type: ignore[misc]
                 {},
             )
-        except (TypeError, ValueError) as err:
-            raise PackError(f"{where}: {err}") from None
 
     def edges(self, layer: Layer) -> int:
         """Dependency edges, bounded above: a tree has fewer than 2 n of them."""

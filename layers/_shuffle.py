@@ -21,7 +21,6 @@ culling; ``layer[key]`` builds one task in O(k).
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import Any
@@ -43,6 +42,7 @@ from hlg import (
 from hlg._gc import gc_paused
 from hlg._task import _rebuild_task
 from hlg.kinds import Kind
+from hlg.layers._located import LocatedLayer, check_count, check_names, coordinate, pack_errors
 
 __all__ = ["SHUFFLE", "Shuffle", "ShuffleKind", "ShuffleTemplate", "shuffle_plan", "shuffle_step"]
 
@@ -68,24 +68,6 @@ def shuffle_plan(
     while k > 1 and (k - 1) ** stages >= n:
         k -= 1
     return stages, k
-
-
-def _count(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"Shuffle {what} must be an int >= {minimum}; got {value!r}")
-    n = operator.index(value)
-    if n < minimum:
-        raise ValueError(f"Shuffle {what} must be an int >= {minimum}; got {value!r}")
-    return n
-
-
-def _coordinate(value: object) -> int | None:
-    """An int key item (a float equal to an int counts: keys compare by value)."""
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer():
-        return int(value)
-    return None
 
 
 def shuffle_step(
@@ -177,7 +159,7 @@ class ShuffleTemplate:
         return (ShuffleTemplate, (self.split, self.concat, self.k))
 
 
-class Shuffle(Layer):
+class Shuffle(LocatedLayer):
     """An all-to-all repartitioning of ``npartitions_in`` partitions of ``input_name``
     into ``npartitions_out`` partitions ``(name, q)``, as a staged task shuffle.
 
@@ -220,9 +202,9 @@ class Shuffle(Layer):
             raise TypeError(f"Shuffle split must be callable; got {split!r}")
         if not callable(concat):
             raise TypeError(f"Shuffle concat must be callable; got {concat!r}")
-        nin = _count(npartitions_in, "npartitions_in", 1)
-        nout = _count(npartitions_out, "npartitions_out", 1)
-        branch = _count(max_branch, "max_branch", 2)
+        nin = check_count("Shuffle", npartitions_in, "npartitions_in", 1)
+        nout = check_count("Shuffle", npartitions_out, "npartitions_out", 1)
+        branch = check_count("Shuffle", max_branch, "max_branch", 2)
         template = ShuffleTemplate(split, concat, shuffle_plan(nin, nout, branch)[1])
         super().__init__(name, annotations)
         self._setup(name, input_name, nin, nout, branch, template, parts_out)
@@ -240,9 +222,7 @@ class Shuffle(Layer):
         parts_out: Iterable[int] | None,
         annotations: Mapping[str, Any],
     ) -> Shuffle:
-        layer = cls.__new__(cls)
-        Layer.__init__(layer, name)
-        layer.annotations = annotations  # type: ignore[assignment]
+        layer = cls._blank(name, annotations)
         layer._setup(output, input_name, nin, nout, max_branch, template, parts_out)
         return layer
 
@@ -256,14 +236,9 @@ class Shuffle(Layer):
         template: Any,
         parts_out: Iterable[int] | None,
     ) -> None:
-        if not isinstance(output, str) or not output:
-            raise TypeError(f"Shuffle name must be a non-empty str; got {output!r}")
-        if not isinstance(input_name, str) or not input_name:
-            raise TypeError(f"Shuffle input_name must be a non-empty str; got {input_name!r}")
+        check_names("Shuffle", output, input_name, ["-split"])
         self.output = output
         self.split_name = output + "-split"
-        if input_name in (output, self.split_name):
-            raise ValueError(f"Shuffle {output!r} cannot read its own keys ({input_name!r})")
         self.input_name = input_name
         self.npartitions_in = nin
         self.npartitions_out = nout
@@ -312,13 +287,13 @@ class Shuffle(Layer):
             return None
         if len(key) == 2 and key[0] == self.output:
             level = self.stages
-            p = _coordinate(key[1])
+            p = coordinate(key[1])
         elif len(key) == 3 and key[0] == self.split_name:
-            s = _coordinate(key[1])
+            s = coordinate(key[1])
             if s is None or not 0 <= s < self.stages:
                 return None
             level = s
-            p = _coordinate(key[2])
+            p = coordinate(key[2])
         else:
             return None
         if p is None or p < 0:
@@ -435,9 +410,6 @@ class Shuffle(Layer):
     def __len__(self) -> int:
         return sum(self.level_size(s) for s in range(self.stages + 1))
 
-    def __contains__(self, key: object) -> bool:
-        return self._locate(key) is not None
-
     def __iter__(self) -> Iterator[Key]:
         for level in range(self.stages + 1):
             residues, _, heights = self._levels[level]
@@ -453,12 +425,6 @@ class Shuffle(Layer):
                     for r in residues:
                         yield (split, level, h * size + r)
 
-    def __getitem__(self, key: Key) -> GraphNode:
-        where = self._locate(key)
-        if where is None:
-            raise KeyError(key)
-        return self._build(*where)
-
     def dependency_tuple(self, key: Key) -> tuple[Key, ...]:
         """The keys ``key`` reads, from its position alone."""
         where = self._locate(key)
@@ -468,10 +434,6 @@ class Shuffle(Layer):
         if level == 0:
             return ((self.input_name, p),)
         return tuple(self._sources(level, p)[0])
-
-    def dependencies(self, key: Key) -> frozenset[Key]:
-        """The keys ``key`` reads, as a frozenset."""
-        return frozenset(self.dependency_tuple(key))
 
     def materialize(self) -> dict[Key, GraphNode]:
         """Build every task."""
@@ -706,7 +668,7 @@ class ShuffleKind(Kind[ShuffleState]):
         if edges > max_edges:
             raise PackError(f"{where}: declares {edges} edges, beyond the limit {max_edges}")
         template = ctx.template(state.template, where)
-        try:
+        with pack_errors(where):
             return Shuffle._rebuild(
                 name,
                 state.output,
@@ -718,8 +680,6 @@ class ShuffleKind(Kind[ShuffleState]):
                 kept,
                 {},
             )
-        except (TypeError, ValueError) as err:
-            raise PackError(f"{where}: {err}") from None
 
     def edges(self, layer: Layer) -> int:
         """Dependency edges, from the layer's numbers (counted towards ``Limits.max_edges``)."""
