@@ -28,29 +28,9 @@ from hlg._task import Alias, DataNode, GraphNode, Task, TaskRef
 __all__ = ["from_dask", "to_dask"]
 
 
-@final
-class _RunHlgNode:
-    """Runs an hlg node from positional dependency values (the dask side of ``to_dask``)."""
-
-    __slots__ = ("deps", "node")
-
-    def __init__(self, node: GraphNode, deps: tuple[Key, ...]) -> None:
-        self.node = node
-        self.deps = deps
-
-    def __call__(self, *values: Any) -> Any:
-        return self.node(dict(zip(self.deps, values, strict=True)))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_RunHlgNode, (self.node, self.deps))
-
-    def __repr__(self) -> str:
-        return f"hlg:{self.node!r}"
-
-
-@final
-class _RunDaskNode:
-    """Runs a dask node from positional dependency values (the hlg side of ``from_dask``)."""
+class _RunNode:
+    """Runs a node (called with a dict of its dependencies' values) from positional
+    dependency values, in the order of ``deps``."""
 
     __slots__ = ("deps", "node")
 
@@ -62,7 +42,24 @@ class _RunDaskNode:
         return self.node(dict(zip(self.deps, values, strict=True)))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_RunDaskNode, (self.node, self.deps))
+        return (type(self), (self.node, self.deps))
+
+
+@final
+class _RunHlgNode(_RunNode):
+    """Runs an hlg node from positional dependency values (the dask side of ``to_dask``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"hlg:{self.node!r}"
+
+
+@final
+class _RunDaskNode(_RunNode):
+    """Runs a dask node from positional dependency values (the hlg side of ``from_dask``)."""
+
+    __slots__ = ()
 
     @property
     def __name__(self) -> str:
