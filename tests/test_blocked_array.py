@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _examples import load_example
 from hypothesis import given
 from hypothesis import strategies as st
 
 import hlg
 
-_PATH = Path(__file__).parent.parent / "examples" / "blocked_array.py"
-_spec = importlib.util.spec_from_file_location("blocked_array", _PATH)
-assert _spec is not None and _spec.loader is not None
-ba: Any = importlib.util.module_from_spec(_spec)
-sys.modules["blocked_array"] = ba
-_spec.loader.exec_module(ba)
+ba: Any = load_example("blocked_array.py", "blocked_array")
 
 
 @given(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _examples import load_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,12 +16,7 @@ pd = pytest.importorskip("pandas")
 
 import hlg  # noqa: E402
 
-_PATH = Path(__file__).parent.parent / "examples" / "table.py"
-_spec = importlib.util.spec_from_file_location("hlg_table_example", _PATH)
-assert _spec is not None and _spec.loader is not None
-tb: Any = importlib.util.module_from_spec(_spec)
-sys.modules["hlg_table_example"] = tb
-_spec.loader.exec_module(tb)
+tb: Any = load_example("table.py", "hlg_table_example")
 
 SHAPES = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
