@@ -7,7 +7,7 @@ A spec maps each key to ``(tag, deps, kind)``; ``make_node`` builds the hlg node
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from hlg import Alias, DataNode, Layer, Task, TaskRef, key_prefix
@@ -61,16 +61,21 @@ def oracle(spec: Spec, keys: list[Any]) -> list[int]:
     return [value(k) for k in keys]
 
 
-def closure(spec: Spec, keys: list[Any]) -> set[Any]:
-    """Every key the given keys need, themselves included."""
+def reachable(keys: Iterable[Any], dependencies: Callable[[Any], Iterable[Any]]) -> set[Any]:
+    """Every key the given keys need, themselves included, walked key by key."""
     seen: set[Any] = set()
     stack = list(keys)
     while stack:
         key = stack.pop()
         if key not in seen:
             seen.add(key)
-            stack.extend(spec[key][1])
+            stack.extend(dependencies(key))
     return seen
+
+
+def closure(spec: Spec, keys: list[Any]) -> set[Any]:
+    """Every key the given keys need, themselves included."""
+    return reachable(keys, lambda key: spec[key][1])
 
 
 class SpecLayer(Layer):

@@ -8,6 +8,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 import pytest
+from _spec import reachable
 from hypothesis import given
 
 import hlg
@@ -99,14 +100,7 @@ def selections(draw: Any, graph: HighLevelGraph) -> Any:
 
 def oracle_closure(graph: HighLevelGraph, keys: list[Any]) -> set[Any]:
     """Every key the keys need, walked key by key through the original graph."""
-    seen: set[Any] = set()
-    stack = list(keys)
-    while stack:
-        key = stack.pop()
-        if key not in seen:
-            seen.add(key)
-            stack.extend(graph.key_dependencies(key))
-    return seen
+    return reachable(keys, graph.key_dependencies)
 
 
 def by_prefix(graph: HighLevelGraph) -> dict[str, set[Any]]:
