@@ -3,19 +3,15 @@ reduction, packing."""
 
 from __future__ import annotations
 
-import pickle
 import sys
 import time
-from contextlib import contextmanager
 from operator import add, mul
-from typing import Any
-from unittest import mock
 
-import cloudpickle
 import numpy as np
 
 import hlg
 from hlg import Alias, DataNode, Task, TaskRef, layers
+from hlg.testing import no_unpickling
 
 
 def explicit_graph() -> dict[hlg.Key, hlg.GraphNode]:
@@ -60,21 +56,6 @@ def array_graph(n: int) -> hlg.HighLevelGraph:
     return hlg.HighLevelGraph(
         {"x": x, "a": a, "b": b, "c": c}, {"a": ["x"], "b": ["a"], "c": ["b", "x"]}
     )
-
-
-@contextmanager
-def no_unpickling() -> Any:
-    """Make every unpickling entry point fail, as on a scheduler without user code."""
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the scheduler side must not unpickle")
-
-    with (
-        mock.patch.object(pickle, "loads", refuse),
-        mock.patch.object(cloudpickle, "loads", refuse),
-        mock.patch.object(pickle, "Unpickler", refuse),
-    ):
-        yield
 
 
 def layered_pipeline() -> None:
