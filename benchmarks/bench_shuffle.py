@@ -37,6 +37,8 @@ from dask.optimization import cull as dask_cull
 import hlg
 from hlg import layers
 
+from _common import ratio
+
 Row = tuple[str, int, str, str, str]
 
 
@@ -67,10 +69,6 @@ def fmt(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.2f} s"
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.3f}" if b else "-"
 
 
 def dask_task_shuffle(n: int, max_branch: int) -> tuple[Any, Any]:
