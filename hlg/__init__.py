@@ -61,6 +61,24 @@ from hlg._wire import PackError as PackError
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``hlg.layers`` after a plain ``import hlg``: the built-in kinds, imported on first use.
+
+    The core never imports them itself (it finds kinds through the registry); this only
+    spares users an ``import hlg.layers``.
+
+    >>> import hlg
+    >>> hlg.layers.blockwise.__name__
+    'blockwise'
+    """
+    if name == "layers":
+        import importlib
+
+        return importlib.import_module("hlg.layers")
+    raise AttributeError(f"module 'hlg' has no attribute {name!r}")
+
+
 __all__ = [
     "Alias",
     "Annotations",

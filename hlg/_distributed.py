@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import pkgutil
 import threading
 from collections import OrderedDict
@@ -92,9 +93,11 @@ class TaskSpec:
 
     ``inline`` holds the bytes of each small blob (``None`` where a large blob arrives as
     a dependency value instead); the runspec's blob numbers index these local lists.
+    ``run`` names the submission the task belongs to: unpickled code is shared between
+    the tasks of one submission on a worker, never with another submission's.
     """
 
-    __slots__ = ("deps", "ids", "inline", "key", "runspec")
+    __slots__ = ("deps", "ids", "inline", "key", "run", "runspec")
 
     def __init__(
         self,
@@ -103,25 +106,29 @@ class TaskSpec:
         runspec: tuple[Any, ...],
         inline: tuple[bytes | None, ...],
         ids: tuple[bytes, ...],
+        run: str = "",
     ) -> None:
         self.key = key
         self.deps = deps
         self.runspec = runspec
         self.inline = inline
         self.ids = ids
+        self.run = run
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskSpec, (self.key, self.deps, self.runspec, self.inline, self.ids))
+        return (TaskSpec, (self.key, self.deps, self.runspec, self.inline, self.ids, self.run))
 
     def __repr__(self) -> str:
         return f"TaskSpec({self.key!r}, runspec={self.runspec[0]!r})"
 
 
-# Worker side: one Blobs object per distinct tuple of blob ids, so the tasks of a layer
-# (which read the same template) unpickle it once per worker process. Only code is cached
-# inside a Blobs (data blobs are unpickled afresh on every load), and the cache is bounded
-# by the bytes it holds.
-_BLOBS: OrderedDict[tuple[bytes, ...], Blobs] = OrderedDict()
+# Worker side: one Blobs object per submission and distinct tuple of blob ids, so the
+# tasks of a layer (which read the same template) unpickle it once per worker process and
+# submission. A template's constants live inside its unpickled code, so the cache is keyed
+# by the submission too: a task that mutates a constant argument cannot reach another
+# submission (even of an identical graph). Only code is cached inside a Blobs (data blobs
+# are unpickled afresh on every load), and the cache is bounded by the bytes it holds.
+_BLOBS: OrderedDict[tuple[str, tuple[bytes, ...]], Blobs] = OrderedDict()
 _BLOBS_LOCK = threading.Lock()
 _BLOBS_MAX_BYTES = 64 * 2**20
 _BLOBS_MAX_COUNT = 4096
@@ -130,10 +137,11 @@ _blobs_bytes = 0
 
 def _blobs_for(spec: TaskSpec, values: tuple[Any, ...]) -> Blobs:
     global _blobs_bytes
+    entry = (spec.run, spec.ids)
     with _BLOBS_LOCK:
-        found = _BLOBS.get(spec.ids)
+        found = _BLOBS.get(entry)
         if found is not None:
-            _BLOBS.move_to_end(spec.ids)
+            _BLOBS.move_to_end(entry)
             return found
     large = iter(values)
     data = [next(large) if blob is None else blob for blob in spec.inline]
@@ -141,8 +149,8 @@ def _blobs_for(spec: TaskSpec, values: tuple[Any, ...]) -> Blobs:
     size = blobs.nbytes()
     if size <= _BLOBS_MAX_BYTES // 8:
         with _BLOBS_LOCK:
-            if spec.ids not in _BLOBS:
-                _BLOBS[spec.ids] = blobs
+            if entry not in _BLOBS:
+                _BLOBS[entry] = blobs
                 _blobs_bytes += size
                 while _BLOBS and (
                     _blobs_bytes > _BLOBS_MAX_BYTES or len(_BLOBS) > _BLOBS_MAX_COUNT
@@ -218,7 +226,7 @@ def _localize(runspec: tuple[Any, ...], nblobs: int) -> tuple[tuple[Any, ...], l
 
 
 def expand(
-    packed: PackedGraph, token: str, inline_limit: int = INLINE_BLOB_LIMIT
+    packed: PackedGraph, token: str, inline_limit: int = INLINE_BLOB_LIMIT, run: str = ""
 ) -> dict[Key, Any]:
     """The dask graph of a packed graph: one ``dask._task_spec`` node per key.
 
@@ -232,17 +240,18 @@ def expand(
     (['x-t0', 'y-t0'], ['x-t0'])
     """
     with gc_paused():  # many acyclic objects: no collector passes over them meanwhile
-        return _expand(packed, token, inline_limit)
+        return _expand(packed, token, inline_limit, run or token)
 
 
-def _expand(packed: PackedGraph, token: str, inline_limit: int) -> dict[Key, Any]:
+def _expand(packed: PackedGraph, token: str, inline_limit: int, run: str) -> dict[Key, Any]:
     blobs = packed.blobs
     nblobs = len(blobs)
     large_key: dict[int, Key] = {}
     dsk: dict[Key, Any] = {}
     for i, blob in enumerate(blobs.data):
         if len(blob) > inline_limit:
-            large_key[i] = k = (f"hlg-blob-{token}", i)
+            # never of the form "<user name>-<token>", which every user key becomes
+            large_key[i] = k = (f"hlg-blob-{token}-data", i)
             dsk[k] = DaskDataNode(k, blob)
     for key in packed:
         task = packed[key]
@@ -256,7 +265,8 @@ def _expand(packed: PackedGraph, token: str, inline_limit: int) -> dict[Key, Any
             else:
                 inline.append(blobs.data[i])
         deps = task.dependency_tuple
-        spec = TaskSpec(key, deps, runspec, tuple(inline), tuple(blobs.ids[i] for i in used))
+        ids = tuple(blobs.ids[i] for i in used)
+        spec = TaskSpec(key, deps, runspec, tuple(inline), ids, run)
         nskey = namespaced(key, token)
         dsk[nskey] = DaskTask(
             nskey, run_packed, spec, *refs, *[DaskTaskRef(namespaced(d, token)) for d in deps]
@@ -333,6 +343,8 @@ class PackedGraphExpr(Expr):
             "hlg": _hlg_version(),
             "token": token,
             "keys": [namespaced(k, token) for k in dict.fromkeys(wanted)],
+            # this submission: worker-side caches of unpickled code are kept per run
+            "run": os.urandom(8).hex(),
         }
         return cls(payload, header)
 
@@ -370,7 +382,7 @@ class PackedGraphExpr(Expr):
         return unpack(payload)
 
     def _build(self) -> dict[Key, Any]:
-        return expand(self._packed, self.token)
+        return expand(self._packed, self.token, run=str(self.operands[1].get("run", "")))
 
     @functools.cached_property
     def _expanded(self) -> dict[Key, Any]:
@@ -425,11 +437,12 @@ class FinalizedPackedGraphExpr(PackedGraphExpr):
         return "hlg-finalize"
 
     def __dask_tokenize__(self) -> str:
-        return f"hlg-finalize-{self.token}"
+        return f"hlg-finalize-{self.token}-out"
 
     @property
     def _final_key(self) -> str:
-        return f"hlg-finalize-{self.token}"
+        # never of the form "<user name>-<token>", which every user key becomes
+        return f"hlg-finalize-{self.token}-out"
 
     def _build(self) -> dict[Key, Any]:
         dsk = super()._build()

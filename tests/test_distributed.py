@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -299,7 +300,7 @@ def test_large_blobs_become_keys_and_small_ones_travel_inline() -> None:
     layer = layers.blockwise(np.add, "y", "i", layers.BlockIndex((3,)), "i", big, None)
     packed = hlg.unpack(hlg.pack(hlg.HighLevelGraph({"y": layer})))
     dsk = expand(packed, "t", inline_limit=1000)
-    blob_keys = [k for k in dsk if isinstance(k, tuple) and k[0] == "hlg-blob-t"]
+    blob_keys = [k for k in dsk if isinstance(k, tuple) and k[0] == "hlg-blob-t-data"]
     assert len(blob_keys) == 1
     assert all(blob_keys[0] in dsk[namespaced(("y", i), "t")].dependencies for i in range(3))
     import dask
@@ -308,7 +309,7 @@ def test_large_blobs_become_keys_and_small_ones_travel_inline() -> None:
     for i, v in enumerate(values):
         np.testing.assert_array_equal(v, np.add((i,), big))
     inline = expand(packed, "t", inline_limit=10**7)
-    assert not any(isinstance(k, tuple) and k[0] == "hlg-blob-t" for k in inline)
+    assert not any(isinstance(k, tuple) and k[0] == "hlg-blob-t-data" for k in inline)
 
 
 def test_core_import_pulls_in_neither_dask_nor_distributed() -> None:
@@ -420,3 +421,73 @@ def test_workers_share_code_per_layer_but_never_data_values() -> None:
     )
     for _ in range(2):  # the same task run twice gets a fresh input each time
         assert _distributed.run_packed(specs[("a", 0)]) == [0, 1]
+
+
+def collect(block: tuple[int, ...], seen: list[int]) -> int:
+    """Mutates its constant argument (a list in the layer's template)."""
+    seen.append(block[0])
+    return len(seen)
+
+
+def collecting_graph(name: str) -> hlg.HighLevelGraph:
+    layer = layers.blockwise(collect, name, "i", layers.BlockIndex((2,)), "i", [], None)
+    return hlg.HighLevelGraph({name: layer})
+
+
+def test_a_submission_never_sees_another_submissions_constants() -> None:
+    # One worker process runs every task; each submission must start from its own
+    # unpickled template, as each local computation does.
+    local = [hlg.compute(collecting_graph(n), [(n, 0), (n, 1)], scheduler="sync") for n in "ab"]
+    with distributed.Client(
+        processes=True,
+        n_workers=1,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as c:
+        remote = [hlg.compute_on(c, collecting_graph(n), [(n, 0), (n, 1)]) for n in "abc"]
+        again = hlg.compute_on(c, collecting_graph("a"), [("a", 0), ("a", 1)])
+    assert all(sorted(r) == [1, 2] for r in [*local, *remote, again]), (local, remote, again)
+
+
+def test_the_same_graph_submitted_twice_gets_separate_worker_caches() -> None:
+    from hlg import _distributed
+
+    expr = [_distributed.PackedGraphExpr.from_graph(collecting_graph("a"), [("a", 0)])]
+    expr.append(_distributed.PackedGraphExpr.from_graph(collecting_graph("a"), [("a", 0)]))
+    assert expr[0].token == expr[1].token  # same keys on the dask scheduler
+    specs = [e._build()[namespaced(("a", 0), e.token)].args[0] for e in expr]
+    assert specs[0].ids == specs[1].ids and specs[0].run != specs[1].run
+    assert _distributed._blobs_for(specs[0], ()) is not _distributed._blobs_for(specs[1], ())
+
+
+@pytest.mark.parametrize(
+    ("graph", "keys", "expected"),
+    [
+        (
+            {
+                ("hlg-blob", 2): hlg.DataNode(("hlg-blob", 2), 5.0),
+                "y": hlg.Task("y", np.add, np.ones(200_000), hlg.TaskRef(("hlg-blob", 2))),
+            },
+            ["y"],
+            200_000 * 6.0,
+        ),
+        (
+            {
+                "hlg-finalize": hlg.DataNode("hlg-finalize", 1),
+                "y": hlg.Task("y", add, hlg.TaskRef("hlg-finalize"), 41),
+            },
+            ["y"],
+            42,
+        ),
+    ],
+    ids=["blob-name", "finalize-name"],
+)
+def test_user_keys_named_like_internal_keys_do_not_collide(
+    graph: Any, keys: list[Any], expected: float
+) -> None:
+    import dask
+
+    (value,) = dask.compute(hlg.dask_collection(graph, keys), scheduler="sync")
+    result = value[0]
+    assert float(np.sum(result)) == expected
