@@ -74,7 +74,7 @@ def compute(
 
         return compute_processes(graph, keys, num_workers, group, **options)
     plan = make_plan(graph, keys)
-    wanted = [plan.keys[i] for i in plan.outputs]
+    wanted = [plan.key(i) for i in plan.outputs]
     ok = False
     if group:
         group.start(wanted, len(plan))

@@ -96,6 +96,27 @@ class Layer(Mapping[Key, GraphNode]):
         """The dependencies of ``key`` in argument order (default: builds that task)."""
         return self[key].dependency_tuple
 
+    # -- positions (optional): keys numbered symbolically, for compact scheduler state --
+
+    def position_span(self) -> int | None:
+        """How many positions number this layer's keys (``0 … span - 1``), or None.
+
+        A layer that can say which integer position a key has (and which key a position
+        has) without a per-key table returns the size of that range — at least
+        ``len(self)``; positions that hold no key are allowed (culled or padding
+        blocks). Schedulers then keep per-task state in arrays indexed by position.
+        Default None: the layer's keys are numbered one by one (per-key state).
+        """
+        return None
+
+    def key_position(self, key: Key) -> int:
+        """The position of ``key``, a key this layer holds (see :meth:`position_span`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not number its keys")
+
+    def position_key(self, position: int) -> Key:
+        """The key at ``position`` (the inverse of :meth:`key_position`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not number its keys")
+
     @property
     def prefixes(self) -> frozenset[str]:
         """The first items of this layer's keys (default: found by iterating them once)."""
@@ -305,6 +326,18 @@ class CulledLayer(Layer):
     def prefixes(self) -> frozenset[str]:
         """The parent's prefixes: a culled layer's keys keep their prefix."""
         return self.parent.prefixes
+
+    def position_span(self) -> int | None:
+        """The parent's positions (a kept key keeps its position)."""
+        return self.parent.position_span()
+
+    def key_position(self, key: Key) -> int:
+        """The parent's position of a kept key."""
+        return self.parent.key_position(key)
+
+    def position_key(self, position: int) -> Key:
+        """The parent's key at ``position``."""
+        return self.parent.position_key(position)
 
     def _family(self) -> object:
         return self.parent._family()

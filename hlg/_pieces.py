@@ -22,7 +22,7 @@ answer). Nothing here unpickles anything.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from hlg._graph import HighLevelGraph
@@ -117,8 +117,8 @@ class PieceRoutes:
     def __init__(
         self,
         graph: HighLevelGraph | None,
-        keys: list[Key],
-        dependents: list[list[int]],
+        keys: Sequence[Key],
+        dependents: Sequence[Sequence[int]],
         outputs: list[int],
     ) -> None:
         self._graph = graph

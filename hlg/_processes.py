@@ -272,18 +272,18 @@ class _Dispatch:
         return len(data[self.routes.piece(i, d)])
 
     def send(self, worker: _Worker, batch: list[int]) -> None:
-        keys = self.plan.keys
+        key_of = self.plan.key
         deps = self.plan.deps
         results = self.results
         routes = self.routes
         header: list[tuple[Any, ...]] = []
         frames: list[bytes] = []
         for i in batch:
-            task = self.tasks(keys[i])
+            task = self.tasks(key_of(i))
             names = task.dependency_tuple  # what the worker's PackedTask will say it reads
-            ds = deps[i]
-            if names != tuple(keys[d] for d in ds):  # same keys, possibly another order
-                where = {keys[d]: d for d in ds}
+            ds = tuple(deps(i))
+            if names != tuple(key_of(d) for d in ds):  # same keys, possibly another order
+                where = {key_of(d): d for d in ds}
                 ds = tuple(where[name] for name in names)
             args: list[Any] = []
             for d in ds:
@@ -338,7 +338,7 @@ class _Dispatch:
                     if i < 0:
                         break
                     if busy:
-                        cost = 256 + sum(self.sent_size(i, d) for d in deps[i])
+                        cost = 256 + sum(self.sent_size(i, d) for d in deps(i))
                         if cost > budget:
                             held_back.append(i)
                             break
@@ -363,7 +363,7 @@ class _Dispatch:
         except (EOFError, OSError):
             self.died(worker)
         worker.inflight.pop(0)
-        keys = self.plan.keys
+        key_of = self.plan.key
         schedule = self.schedule
         results = self.results
         failed: tuple[int, Any] | None = None
@@ -378,18 +378,18 @@ class _Dispatch:
             for r in schedule.done(tid):
                 del results[r]
             if self.callbacks:
-                self.callbacks.task_finish(keys[tid], elapsed)
+                self.callbacks.task_finish(key_of(tid), elapsed)
         if failed is not None:
             tid, data = failed
             try:
-                _raise_remote(data, keys[tid])
+                _raise_remote(data, key_of(tid))
             except BaseException as err:
-                self.callbacks.error(keys[tid], err)
+                self.callbacks.error(key_of(tid), err)
                 raise
 
     def died(self, worker: _Worker) -> NoReturn:
         worker.process.join(timeout=1)
-        keys = [self.plan.keys[i] for batch in worker.inflight for i in batch]
+        keys = [self.plan.key(i) for batch in worker.inflight for i in batch]
         raise WorkerDiedError(worker.process.pid, worker.process.exitcode, keys)
 
     def run(self) -> None:
@@ -428,10 +428,10 @@ def run_packed(
         raise ValueError(f"unknown process start method {context!r}; use 'spawn' or 'fork'")
     plan = make_plan(packed, list(keys))
     if callbacks:
-        callbacks.start([plan.keys[i] for i in plan.outputs], len(plan))
+        callbacks.start([plan.key(i) for i in plan.outputs], len(plan))
     ok = False
     try:
-        if not plan.keys:
+        if not len(plan):
             ok = True
             return {}
         workers = _start(context, max(1, min(num_workers, len(plan))), packed.blobs)
@@ -448,7 +448,7 @@ def run_packed(
     for i in plan.outputs:
         data = run.results[i]
         assert type(data) is bytes  # outputs never travel as pieces
-        out[plan.keys[i]] = data
+        out[plan.key(i)] = data
     return out
 
 

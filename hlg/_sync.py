@@ -23,19 +23,19 @@ def run_sync(plan: Plan, callbacks: CallbackGroup) -> dict[Key, Any]:
     {'x': 1}
     """
     schedule = Schedule(plan)
-    keys = plan.keys
-    node_of = plan.node
+    key_of = plan.key
+    item = plan.item
     values: dict[Key, Any] = {}
     while True:
         i = schedule.pop()
         if i < 0:
             break
-        key = keys[i]
+        key, node = item(i)
         if callbacks:
             callbacks.task_start(key)
             start = time.perf_counter()
         try:
-            values[key] = node_of(i)(values)
+            values[key] = node(values)
         except Exception as err:
             if schedule.retry(i):
                 continue
@@ -45,5 +45,5 @@ def run_sync(plan: Plan, callbacks: CallbackGroup) -> dict[Key, Any]:
         if callbacks:
             callbacks.task_finish(key, time.perf_counter() - start)
         for r in schedule.done(i):
-            del values[keys[r]]
+            del values[key_of(r)]
     return values

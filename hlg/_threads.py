@@ -53,24 +53,25 @@ class _Run:
 
     def _work(self) -> None:
         schedule = self.schedule
-        keys = self.plan.keys
-        node_of = self.plan.node
+        key_of = self.plan.key
+        item = self.plan.item
         values = self.values
         callbacks = self.callbacks
         cond = self.cond
-        finished = -1  # the position this thread ran last, reported under the lock
+        finished = -1  # the task this thread ran last, reported under the lock
+        done_key: Key = ""
         result: Any = None
         elapsed = 0.0
         cond.acquire()
         try:
             while True:
                 if finished >= 0:
-                    values[keys[finished]] = result
+                    values[done_key] = result
                     result = None
                     for r in schedule.done(finished):
-                        del values[keys[r]]
+                        del values[key_of(r)]
                     if callbacks:
-                        callbacks.task_finish(keys[finished], elapsed)
+                        callbacks.task_finish(done_key, elapsed)
                     finished = -1
                     if schedule.finished:
                         self.done.set()
@@ -86,18 +87,18 @@ class _Run:
                         return
                     cond.wait()
                     continue
-                key = keys[i]
                 if callbacks:
-                    callbacks.task_start(key)
+                    callbacks.task_start(key_of(i))
                 cond.release()
                 try:
                     start = time.perf_counter()
-                    result = node_of(i)(values)
+                    done_key, node = item(i)  # built outside the lock
+                    result = node(values)
                     elapsed = time.perf_counter() - start
                     finished = i
                 except BaseException as err:
                     cond.acquire()
-                    self._failed(i, key, err)
+                    self._failed(i, key_of(i), err)
                     continue
                 cond.acquire()
         finally:
@@ -133,7 +134,7 @@ def run_threads(plan: Plan, num_workers: int, callbacks: CallbackGroup) -> dict[
     run = _Run(plan, callbacks)
     if run.schedule.finished:
         return run.values
-    workers = max(1, min(num_workers, len(plan.keys)))
+    workers = max(1, min(num_workers, len(plan)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="hlg-threads")
     try:
         futures = [pool.submit(run.work) for _ in range(workers)]

@@ -409,6 +409,42 @@ class Blockwise(Layer):
             raise KeyError(key)
         return self._build(key, tuple([int(c) for c in key[1:]]))
 
+    def position_span(self) -> int:
+        """Positions are output blocks in C order over the whole block shape.
+
+        >>> from operator import neg
+        >>> layer = blockwise(neg, "y", "ij", "x", "ij", numblocks={"x": (2, 3)})
+        >>> layer.position_span(), layer.key_position(("y", 1, 2)), layer.position_key(4)
+        (6, 5, ('y', 1, 1))
+        """
+        return math.prod(self.shape)
+
+    def key_position(self, key: Key) -> int:
+        """The C-order index of the block of ``key`` (a key of this layer)."""
+        shape = self.shape
+        if len(shape) == 1:
+            return int(key[1])
+        if len(shape) == 2:
+            return int(key[1]) * shape[1] + int(key[2])
+        position = 0
+        for c, n in zip(key[1:], shape):  # noqa: B905
+            position = position * n + int(c)
+        return position
+
+    def position_key(self, position: int) -> Key:
+        """The key of the block at C-order index ``position``."""
+        shape = self.shape
+        if len(shape) == 1:
+            return (self.output, position)
+        if len(shape) == 2:
+            i, j = divmod(position, shape[1])
+            return (self.output, i, j)
+        coords = []
+        for n in reversed(shape):
+            position, c = divmod(position, n)
+            coords.append(c)
+        return (self.output, *reversed(coords))
+
     def _fill(self, position: int, block: tuple[int, ...]) -> Any:
         target, _ = self.indices[position]
         maps = self._maps[position]

@@ -298,6 +298,29 @@ class TreeReduction(LocatedLayer):
                 for group in groups:
                     yield self._key(level, group)
 
+    def position_span(self) -> int:
+        """Positions run level by level: level ``l``'s group ``g`` is at
+        ``sum(widths below l) + g``.
+
+        >>> red = TreeReduction("r", "s", 10, abs, sum, sum, split_every=3)
+        >>> red.position_span(), red.key_position(("r-combine", 1, 2)), red.position_key(16)
+        (17, 12, ('r', 0))
+        """
+        return sum(self._widths)
+
+    def key_position(self, key: Key) -> int:
+        """The position of ``key`` (a key of this layer)."""
+        level, group = self._locate(key)  # type: ignore[misc]
+        return sum(self._widths[:level]) + group
+
+    def position_key(self, position: int) -> Key:
+        """The key at ``position``."""
+        level = 0
+        while position >= self._widths[level]:
+            position -= self._widths[level]
+            level += 1
+        return self._key(level, position)
+
     def dependency_tuple(self, key: Key) -> tuple[Key, ...]:
         """The keys ``key`` reads, in partition order."""
         node = self._locate(key)

@@ -425,6 +425,33 @@ class Shuffle(LocatedLayer):
                     for r in residues:
                         yield (split, level, h * size + r)
 
+    def _spans(self) -> list[int]:
+        return [self._pow[lv] * self._levels[lv][2] for lv in range(self.stages + 1)]
+
+    def position_span(self) -> int:
+        """Positions run level by level, each level ``p`` over ``0 … k**s * heights``
+        (padding positions hold no key).
+
+        >>> layer = Shuffle("y", "x", 3, 3, list, list, max_branch=2)
+        >>> span = layer.position_span()
+        >>> all(layer.position_key(layer.key_position(k)) == k for k in layer), span >= len(layer)
+        (True, True)
+        """
+        return sum(self._spans())
+
+    def key_position(self, key: Key) -> int:
+        """The position of ``key`` (a key of this layer)."""
+        level, p = self._locate(key)  # type: ignore[misc]
+        return sum(self._spans()[:level]) + p
+
+    def position_key(self, position: int) -> Key:
+        """The key at ``position``."""
+        for level, span in enumerate(self._spans()):
+            if position < span:
+                return self._key(level, position)
+            position -= span
+        raise IndexError(position)
+
     def dependency_tuple(self, key: Key) -> tuple[Key, ...]:
         """The keys ``key`` reads, from its position alone."""
         where = self._locate(key)
