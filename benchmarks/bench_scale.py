@@ -13,6 +13,7 @@ plan's and schedule's arrays, built once more after the run).
     python benchmarks/bench_scale.py                         # 10^5 and 10^6, hlg and dask
     python benchmarks/bench_scale.py --tasks 1e7 --cases hlg-sync hlg-threads
     python benchmarks/bench_scale.py --markdown              # a table for docs/benchmarks.md
+    python benchmarks/bench_scale.py --markdown --tasks 1e6 1e7 --cases hlg-plan  # planning
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CASES = (
     "hlg-packed-threads",
     "dask-sync",
     "dask-threads",
+    "hlg-plan",
 )
 
 
@@ -88,6 +90,29 @@ def run_case(case: str, n: int) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = usage.ru_utime + usage.ru_stime
     out: dict[str, Any] = {"case": case, "n": n}
+    if case == "hlg-plan":  # planning alone: CPU time of the walk and of the order
+        import hlg._order as order_module
+
+        graph, key = hlg_graph(n)
+        inner = order_module._order
+        spent: list[float] = []
+
+        def timed(*args: Any) -> None:
+            t0 = time.process_time()
+            inner(*args)
+            spent.append(time.process_time() - t0)
+
+        order_module._order = timed
+        t0 = time.process_time()
+        p = order_module.plan(graph, key)
+        out.update(
+            tasks=len(p), plan_cpu=time.process_time() - t0, order_cpu=spent[0], correct=True
+        )
+        out["wall"] = time.perf_counter() - start
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["cpu"] = usage.ru_utime + usage.ru_stime - cpu0
+        out["maxrss"] = usage.ru_maxrss * 1024
+        return out
     if case.startswith("hlg"):
         import hlg
 
@@ -141,7 +166,7 @@ def child(case: str, n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=float, nargs="*", default=[1e5, 1e6])
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
+    parser.add_argument("--cases", nargs="*", default=list(CASES[:-1]), choices=CASES)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
@@ -171,6 +196,13 @@ def main() -> None:
                 print(f"| {r['case']} | n={r['n']} | error: {r['error']} | | | | | |")
                 continue
             t = r["tasks"]
+            if "order_cpu" in r:
+                print(
+                    f"| plan only: walk + CSR + order (order alone {r['order_cpu'] / t * 1e6:.2f}"
+                    f" µs/task) | {t:,} | {r['wall']:.1f} | {r['plan_cpu'] / t * 1e6:.2f} | "
+                    f"{r['maxrss'] / 2**20:,.0f} | {r['maxrss'] / t:.0f} | | |"
+                )
+                continue
             state = f"{r['state'] / r['ntasks']:.1f}" if "state" in r else ""
             print(
                 f"| {r['case']} | {t:,} | {r['wall']:.1f} | {r['cpu'] / t * 1e6:.2f} | "
