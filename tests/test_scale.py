@@ -124,6 +124,39 @@ def test_streamed_equals_materialized(drawn: Any, how: str) -> None:
     assert len(p._owners) == len({layer.name for layer in p._owners})
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.integers(2, 4),
+    st.sampled_from(["blockwise", "input", "reduction", "shuffle", "culled"]),
+)
+def test_positions_round_trip(a: int, b: int, k: int, kind: str) -> None:
+    layer: Layer
+    if kind == "blockwise":
+        layer = layers.blockwise(make, "x", "ij", 0, None, layers.BlockIndex((a, b)), "ij")
+    elif kind == "input":
+        layer = layers.InputLayer("x", abs, list(range(a * b)))
+    elif kind == "reduction":
+        layer = layers.TreeReduction("r", "s", a * b, abs, sum, sum, split_every=k)
+    elif kind == "shuffle":
+        layer = layers.Shuffle("y", "x", a, b * k, list, list, max_branch=k)
+    else:
+        full = layers.TreeReduction("r", "s", a * b + 3, abs, sum, sum, split_every=k)
+        layer = full.cull([("r-chunk", a * b - 1)])[0]
+    span = layer.position_span()
+    assert span is not None
+    positions = [layer.key_position(key) for key in layer]
+    assert len(set(positions)) == len(positions) == len(layer) <= span
+    assert all(0 <= p < span for p in positions)
+    assert [layer.position_key(p) for p in positions] == list(layer)
+
+
+def test_layers_without_positions_have_none() -> None:
+    m = MaterializedLayer({"a": hlg.DataNode("a", 1)}, name="a")
+    assert m.position_span() is None
+
+
 # -- bounded memory ------------------------------------------------------------------------
 
 
