@@ -397,25 +397,35 @@ def _order(plan: Plan, prio: memoryview, by_priority: memoryview) -> None:
                     prio[t] = count
                     by_priority[count] = t
                     count += 1
-                    found: list[int] = []
-                    for d in dep_to[dep_off[t] : dep_off[t + 1]]:
-                        left = readers[d] - 1
-                        readers[d] = left
-                        if left == 1:  # one reader left: running it would release ``d``
-                            for last in user_to[user_off[d] : user_off[d + 1]]:
-                                if prio[last] < 0:
-                                    if waiting[last] == 0:
-                                        found.append(last)
-                                    break
-                    for r in user_to[user_off[t] : user_off[t + 1]]:
-                        left = waiting[r] - 1
-                        waiting[r] = left
-                        if left == 0:
-                            for d in dep_to[dep_off[r] : dep_off[r + 1]]:
-                                if readers[d] == 1:
-                                    found.append(r)
-                                    break
-                    if found:
+                    found: list[int] | None = None  # allocated only when something is found
+                    a, b = dep_off[t], dep_off[t + 1]
+                    if a != b:
+                        for d in dep_to[a:b]:
+                            left = readers[d] - 1
+                            readers[d] = left
+                            if left == 1:  # one reader left: running it would release ``d``
+                                for last in user_to[user_off[d] : user_off[d + 1]]:
+                                    if prio[last] < 0:
+                                        if waiting[last] == 0:
+                                            if found is None:
+                                                found = [last]
+                                            else:
+                                                found.append(last)
+                                        break
+                    a, b = user_off[t], user_off[t + 1]
+                    if a != b:
+                        for r in user_to[a:b]:
+                            left = waiting[r] - 1
+                            waiting[r] = left
+                            if left == 0:
+                                for d in dep_to[dep_off[r] : dep_off[r + 1]]:
+                                    if readers[d] == 1:
+                                        if found is None:
+                                            found = [r]
+                                        else:
+                                            found.append(r)
+                                        break
+                    if found is not None:
                         found.reverse()
                         work.extend(found)
 
