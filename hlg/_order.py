@@ -363,31 +363,32 @@ def _order(plan: Plan, prio: memoryview, by_priority: memoryview) -> None:
     for root in roots:
         readers[root] += 1  # an output is never released
     count = 0
+    on_stack = bytearray(plan.span)  # 1 for the tasks on the walk's stack
     for root in roots:
         if prio[root] >= 0:
             continue
         stack: list[tuple[int, Iterator[int]]] = [
             (root, iter(dep_to[dep_off[root] : dep_off[root + 1]]))
         ]
-        on_stack = {root: None}
+        on_stack[root] = 1
         while stack:
             key, pending = stack[-1]
             if prio[key] >= 0:  # ordered early by the rule below
                 stack.pop()
-                del on_stack[key]
+                on_stack[key] = 0
                 continue
             for dep in pending:
                 if prio[dep] >= 0:
                     continue
-                if dep in on_stack:
-                    path = list(on_stack)
+                if on_stack[dep]:
+                    path = [k for k, _ in stack]
                     raise CycleError(path[path.index(dep) :])
-                on_stack[dep] = None
+                on_stack[dep] = 1
                 stack.append((dep, iter(dep_to[dep_off[dep] : dep_off[dep + 1]])))
                 break
             else:
                 stack.pop()
-                del on_stack[key]
+                on_stack[key] = 0
                 # order ``key``, then whatever it makes runnable that releases a result
                 work = [key]
                 while work:
