@@ -156,10 +156,18 @@ class HighLevelGraph(Mapping[Key, GraphNode]):
         return cls(layers, deps)
 
     def _infer_dependencies(self) -> dict[str, set[str]]:
-        """Layer dependencies found from every key's dependencies: O(keys), no task built
-        for layers that answer ``dependency_tuple`` symbolically."""
+        """Layer dependencies: from each layer's ``read_prefixes`` where it says them (every
+        layer holding such a prefix, O(layers)), else from every key's dependencies
+        (O(keys), no task built for layers that answer ``dependency_tuple``
+        symbolically)."""
         deps: dict[str, set[str]] = {name: set() for name in self.layers}
+        index = self._prefix_index()
         for name, layer in self.layers.items():
+            prefixes = layer.read_prefixes()
+            if prefixes is not None:
+                for prefix in prefixes:
+                    deps[name].update(n for n in index.get(prefix, ()) if n != name)
+                continue
             for key in layer:
                 for dep in layer.dependency_tuple(key):
                     if dep not in layer:

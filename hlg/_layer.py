@@ -96,6 +96,21 @@ class Layer(Mapping[Key, GraphNode]):
         """The dependencies of ``key`` in argument order (default: builds that task)."""
         return self[key].dependency_tuple
 
+    def read_prefixes(self) -> frozenset[str] | None:
+        """The first items of every key this layer reads from outside itself, or None.
+
+        A layer that knows which families it reads without walking its keys says so here,
+        and ``HighLevelGraph`` infers its layer dependencies from that in O(1). Saying a
+        prefix that no task reads is harmless (an extra layer dependency); leaving out one
+        that a task reads is a lie :func:`hlg.testing.check_layer` reports. Default None:
+        the dependencies are found by walking every key's ``dependency_tuple``.
+
+        >>> from hlg import DataNode
+        >>> MaterializedLayer({"x": DataNode("x", 1)}).read_prefixes() is None
+        True
+        """
+        return None
+
     # -- positions (optional): keys numbered symbolically, for compact scheduler state --
 
     def position_span(self) -> int | None:
@@ -326,6 +341,10 @@ class CulledLayer(Layer):
     def prefixes(self) -> frozenset[str]:
         """The parent's prefixes: a culled layer's keys keep their prefix."""
         return self.parent.prefixes
+
+    def read_prefixes(self) -> frozenset[str] | None:
+        """The parent's: a kept task reads a subset of what the parent's tasks read."""
+        return self.parent.read_prefixes()
 
     def position_span(self) -> int | None:
         """The parent's positions (a kept key keeps its position)."""

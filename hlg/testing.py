@@ -173,6 +173,7 @@ def _check_keys(layer: Layer, keys: list[Key]) -> None:
 
 def _check_tasks(layer: Layer, keys: list[Key]) -> dict[Key, GraphNode]:
     tasks: dict[Key, GraphNode] = {}
+    reads = layer.read_prefixes()
     for key in keys:
         task = layer[key]
         if not isinstance(task, GraphNode):
@@ -194,6 +195,16 @@ def _check_tasks(layer: Layer, keys: list[Key]) -> dict[Key, GraphNode]:
                 f"dependency_tuple({key!r})",
                 f"says {said!r}, the task reads {sorted(deps, key=repr)}",
             )
+        if reads is not None:
+            outside = sorted(
+                (d for d in deps if d not in layer and key_prefix(d) not in reads), key=repr
+            )
+            if outside:
+                raise _fail(
+                    layer,
+                    "read_prefixes()",
+                    f"says {sorted(reads)}, but the task of {key!r} reads {outside[0]!r}",
+                )
         tasks[key] = task
     return tasks
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from hlg import ArgSpec, BlockSet, GraphNode, Key, Layer, Placeholder, TaskRef
+from hlg import ArgSpec, BlockSet, GraphNode, Key, Layer, Placeholder, TaskRef, key_prefix
 from hlg._blocks import Box
 from hlg._gc import gc_paused
 from hlg.layers._inputs import BlockProvider
@@ -408,6 +408,20 @@ class Blockwise(Layer):
         if key not in self:
             raise KeyError(key)
         return self._build(key, tuple([int(c) for c in key[1:]]))
+
+    def read_prefixes(self) -> frozenset[str]:
+        """The inputs read by block (their names) and the constant references' prefixes.
+
+        >>> from operator import add
+        >>> from hlg import TaskRef
+        >>> layer = blockwise(add, "z", "i", "x", "i", TaskRef(("c", 0)), None,
+        ...                   numblocks={"x": (3,)})
+        >>> sorted(layer.read_prefixes())
+        ['c', 'x']
+        """
+        names = {target for target, _ in self.indices if isinstance(target, str)}
+        names.update(key_prefix(k) for k in self._constant_deps)
+        return frozenset(names)
 
     def position_span(self) -> int:
         """Positions are output blocks in C order over the whole block shape.

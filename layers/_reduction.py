@@ -298,6 +298,10 @@ class TreeReduction(LocatedLayer):
                 for group in groups:
                     yield self._key(level, group)
 
+    def read_prefixes(self) -> frozenset[str]:
+        """The one input layer's name: every task outside the layer reads ``input_name``."""
+        return frozenset({self.input_name})
+
     def position_span(self) -> int:
         """Positions run level by level: level ``l``'s group ``g`` is at
         ``sum(widths below l) + g``.

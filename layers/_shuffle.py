@@ -428,6 +428,10 @@ class Shuffle(LocatedLayer):
     def _spans(self) -> list[int]:
         return [self._pow[lv] * self._levels[lv][2] for lv in range(self.stages + 1)]
 
+    def read_prefixes(self) -> frozenset[str]:
+        """The one input layer's name: every task outside the layer reads ``input_name``."""
+        return frozenset({self.input_name})
+
     def position_span(self) -> int:
         """Positions run level by level, each level ``p`` over ``0 … k**s * heights``
         (padding positions hold no key).

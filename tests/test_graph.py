@@ -908,3 +908,50 @@ def test_annotations_are_read_only_and_keep_their_hash() -> None:
     assert hash(ann) == before
     with pytest.raises(TypeError):
         ann["resources"] = 3  # type: ignore[index]
+
+
+def test_layer_dependencies_inferred_from_read_prefixes_without_walking_keys() -> None:
+    from hlg import TaskRef, layers
+
+    n = 300
+    x = layers.blockwise(abs, "x", "ij", layers.BlockIndex((n, n)), "ij")
+    c = MaterializedLayer({("c", 0): DataNode(("c", 0), 1)}, name="c")
+    y = layers.blockwise(
+        add, "y", "ij", "x", "ji", TaskRef(("c", 0)), None, numblocks={"x": (n, n)}
+    )
+    s = layers.Shuffle("s", "y", n * n, 10, lambda p, k, st: [p] * k, list)
+    r = layers.TreeReduction("r", "s", 10, len, sum, sum)
+    culled, _ = y.cull([("y", 0, 1)])
+    symbolic = {"x": x, "c": c, "y": y, "s": s, "r": r}
+    walked: dict[str, set[str]] = {}
+    for layer in symbolic.values():
+        assert layer is c or layer.read_prefixes() is not None
+    from unittest import mock
+
+    def refuse(self: Any, *args: Any) -> Any:
+        raise AssertionError(f"layer {self.name!r} was walked key by key")
+
+    with (
+        mock.patch.object(type(x), "__iter__", refuse),
+        mock.patch.object(type(x), "dependency_tuple", refuse),
+        mock.patch.object(type(s), "__iter__", refuse),
+        mock.patch.object(type(r), "__iter__", refuse),
+    ):
+        graph = HighLevelGraph(symbolic)
+    assert graph.dependencies == {
+        "x": frozenset(),
+        "c": frozenset(),
+        "y": frozenset({"x", "c"}),
+        "s": frozenset({"y"}),
+        "r": frozenset({"s"}),
+    }
+    # the same answer as walking every key, on a small copy of each shape
+    small = HighLevelGraph({culled.name: culled, "x": x, "c": c})
+    for name, layer in small.layers.items():
+        walked[name] = {
+            small.layer_of(d).name
+            for k in layer
+            for d in layer.dependency_tuple(k)
+            if d not in layer
+        }
+    assert {k: set(v) for k, v in small.dependencies.items()} == walked

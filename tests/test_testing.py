@@ -145,6 +145,11 @@ def test_a_layer_of_blocks_passes() -> None:
     check_layer(Blocks(), pack=False)
 
 
+class WrongReads(Counting):
+    def read_prefixes(self) -> frozenset[str]:
+        return frozenset({"elsewhere"})  # forgets "src", which task 0 reads
+
+
 class WrongKey(Counting):
     def __getitem__(self, key: Key) -> GraphNode:
         task = super().__getitem__(key)
@@ -162,6 +167,7 @@ class WrongKey(Counting):
         (KeepsAll(), "keeps [('c', 3)] too much"),
         (WrongPrefixes(), "prefixes: misses ['c']"),
         (WrongKey(), "__getitem__(('c', 0)): builds a node keyed ('elsewhere', 0)"),
+        (WrongReads(), "read_prefixes(): says ['elsewhere'], but the task of ('c', 0) reads"),
         (
             BlocksWithoutReads(),
             "cull_blocks([('c', 0), ('c', 1), ('c', 2), ('c', 3)]): reads [], but cull says "
