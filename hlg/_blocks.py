@@ -17,14 +17,19 @@ from collections.abc import Iterable, Iterator, Set
 from operator import itemgetter
 from typing import Any, final
 
-__all__ = ["MAX_BOXES", "BlockSet", "Box"]
+__all__ = ["MAX_BOXES", "MAX_PIECES", "BlockSet", "Box"]
 
 Block = tuple[int, ...]
 Box = tuple[tuple[int, int], ...]
 """A ``(start, stop)`` range per axis."""
 
-#: A block set never holds more boxes than this: beyond it, boxes become explicit points.
+#: A block set never holds more boxes than this: beyond it, boxes become explicit points
+#: (or, with ``exact=True``, the constructor refuses).
 MAX_BOXES = 64
+
+#: Splitting boxes against each other (union, difference, subset tests) never makes more
+#: pieces than this: beyond it, the operation raises ValueError ("too fragmented").
+MAX_PIECES = 4096
 
 
 def _box_size(box: Box) -> int:
@@ -63,22 +68,52 @@ def _minus(a: Box, b: Box) -> list[Box]:
 
 
 def _merge_adjacent(boxes: list[Box]) -> list[Box]:
-    """Join boxes that differ along one axis only and touch there (rows become slabs)."""
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        boxes.sort()
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                joined = _join(boxes[i], boxes[j])
-                if joined is not None:
-                    boxes[i] = joined
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
+    """Join boxes that differ along one axis only and touch there (rows become slabs).
+
+    Each pass groups the boxes by their ranges on every axis but one and joins touching
+    neighbours of a group: O(boxes * axes) per pass, and a pass that joins nothing ends.
+    """
+    if len(boxes) < 2:
+        return boxes
+    ndim = len(boxes[0])
+    changed = True
+    while changed and len(boxes) > 1:
+        changed = False
+        for axis in range(ndim):
+            groups: dict[Box, list[tuple[int, int]]] = {}
+            for box in boxes:
+                groups.setdefault(box[:axis] + box[axis + 1 :], []).append(box[axis])
+            if len(groups) == len(boxes):
+                continue  # no two boxes share the other axes
+            out: list[Box] = []
+            for rest, spans in groups.items():
+                spans.sort()
+                joined = [spans[0]]
+                for start, stop in spans[1:]:
+                    if joined[-1][1] == start:
+                        joined[-1] = (joined[-1][0], stop)
+                    else:
+                        joined.append((start, stop))
+                out.extend((*rest[:axis], span, *rest[axis:]) for span in joined)
+            if len(out) < len(boxes):
+                changed = True
+            boxes = out
     return boxes
+
+
+def _subtract(pieces: list[Box], boxes: Iterable[Box]) -> list[Box]:
+    """``pieces`` (disjoint) without each of ``boxes``, refusing to fragment past
+    :data:`MAX_PIECES` pieces (ValueError)."""
+    for box in boxes:
+        out: list[Box] = []
+        for piece in pieces:
+            out.extend(_minus(piece, box))
+        if len(out) > MAX_PIECES:
+            raise ValueError(
+                f"block set too fragmented: splitting boxes gives more than {MAX_PIECES} pieces"
+            )
+        pieces = out
+    return pieces
 
 
 def _join(a: Box, b: Box) -> Box | None:
@@ -122,22 +157,48 @@ class BlockSet(Set[Block]):
     boxes: tuple[Box, ...]
     points: frozenset[Block]
 
-    def __init__(self, ndim: int, boxes: Iterable[Box] = (), points: Iterable[Block] = ()) -> None:
+    def __init__(
+        self,
+        ndim: int,
+        boxes: Iterable[Box] = (),
+        points: Iterable[Block] = (),
+        *,
+        exact: bool = False,
+    ) -> None:
+        # exact: never enumerate boxes into points (the scheduler side, where a box may
+        # hold 10**8 blocks): more than MAX_BOXES boxes, or splitting past MAX_PIECES
+        # pieces, raise ValueError instead.
         kept: list[Box] = []
+        spill: list[Box] = []  # boxes past the splitting cap (enumerated, never exact)
         for box in boxes:
             box = tuple((int(s), int(e)) for s, e in box)
             if len(box) != ndim:
                 raise ValueError(f"box {box} does not have {ndim} axes")
-            pieces = [box] if _box_size(box) else []
-            for other in kept:
-                pieces = [p for piece in pieces for p in _minus(piece, other)]
-            kept.extend(pieces)
+            if not _box_size(box):
+                continue
+            if spill:
+                spill.append(box)
+                continue
+            try:
+                kept.extend(_subtract([box], kept))
+            except ValueError:
+                if exact:
+                    raise
+                spill.append(box)
+            if len(kept) > MAX_PIECES:
+                if exact:
+                    raise ValueError(
+                        f"block set too fragmented: more than {MAX_PIECES} pieces of boxes"
+                    )
+                spill, kept = kept, []
         kept = _merge_adjacent(kept)
         pts = frozenset(points)
         if kept and pts:
             pts = frozenset(p for p in pts if not any(_in_box(p, b) for b in kept))
-        if len(kept) > MAX_BOXES:  # too fragmented to be worth describing: enumerate
-            pts = pts.union(*[_box_blocks(b) for b in kept])
+        if len(kept) > MAX_BOXES or spill:  # too fragmented to be worth describing
+            if exact:
+                raise ValueError(f"block set of more than {MAX_BOXES} boxes")
+            pts = pts.union(*[_box_blocks(b) for b in kept + spill])
             kept = []
         self.ndim = ndim
         self.boxes = tuple(sorted(kept))
@@ -190,11 +251,11 @@ class BlockSet(Set[Block]):
     def __contains__(self, block: object) -> bool:
         if type(block) is not tuple or len(block) != self.ndim:
             return False
-        if block in self.points:
-            return True
-        for c in block:  # block coordinates are integers (1.0 counts as 1, 0.5 never)
+        for c in block:  # integers (1.0 counts as 1, 0.5 never; True is no coordinate)
             if type(c) is not int and not (type(c) is float and c.is_integer()):
                 return False
+        if block in self.points:
+            return True
         return any(_in_box(block, box) for box in self.boxes)
 
     def __len__(self) -> int:
@@ -218,15 +279,16 @@ class BlockSet(Set[Block]):
 
     # -- algebra, symbolic on boxes ---------------------------------------------------------
 
-    def union(self, other: BlockSet) -> BlockSet:
-        """Blocks in either set."""
+    def union(self, other: BlockSet, *, exact: bool = False) -> BlockSet:
+        """Blocks in either set (``exact``: as for the constructor, never enumerated)."""
         if not other:
             return self
         if not self:
             return other
         if self <= other:
             return other
-        return BlockSet(self.ndim, self.boxes + other.boxes, self.points | other.points)
+        boxes, points = self.boxes + other.boxes, self.points | other.points
+        return BlockSet(self.ndim, boxes, points, exact=exact)
 
     def intersection(self, other: BlockSet) -> BlockSet:
         """Blocks in both sets."""
@@ -240,9 +302,7 @@ class BlockSet(Set[Block]):
         Costs O(boxes²) plus, where ``other`` has explicit points inside this set's
         boxes, the blocks of the pieces those points fall in.
         """
-        pieces = list(self.boxes)
-        for box in other.boxes:
-            pieces = [p for piece in pieces for p in _minus(piece, box)]
+        pieces = _subtract(list(self.boxes), other.boxes)
         points = {p for p in self.points if p not in other}
         if other.points:  # pieces holding explicit points of ``other`` are enumerated
             hit = [b for b in pieces if any(_in_box(p, b) for p in other.points)]
@@ -268,9 +328,7 @@ class BlockSet(Set[Block]):
         for p in self.points:
             if p not in other:
                 return p
-        pieces = list(self.boxes)
-        for box in other.boxes:
-            pieces = [p for piece in pieces for p in _minus(piece, box)]
+        pieces = _subtract(list(self.boxes), other.boxes)
         budget = len(other.points)
         for piece in pieces:
             for block in _box_blocks(piece):  # each step finds a block or uses a point

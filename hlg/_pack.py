@@ -309,7 +309,9 @@ def _check_shared_prefixes(graph: HighLevelGraph, ctx: UnpackContext) -> None:
 def _decode_outputs(
     raw: list[tuple[str, Any]], graph: HighLevelGraph, ctx: UnpackContext
 ) -> list[tuple[str, Any]]:
-    """Output entries, each layer once and each key once (not also through its layer)."""
+    """Output entries, each layer once and each key once (not also through its layer or
+    a box): the boxes of one layer are united into one block set (never enumerated), and
+    the keys requested in all stay within ``Limits.max_tasks``."""
     limits = ctx.limits
     layer_names: dict[str, None] = {}
     keys: dict[Key, None] = {}
@@ -335,11 +337,32 @@ def _decode_outputs(
         for prefix in graph.layers[name].prefixes:
             by_prefix.setdefault(prefix, []).append(graph.layers[name])
     outputs: list[tuple[str, Any]] = [("layer", name) for name in layer_names]
-    outputs.extend(("box", box) for box in boxes if box[0] not in layer_names)
+    total = sum(len(graph.layers[name]) for name in layer_names)
+    united: dict[str, BlockSet] = {}  # the boxes of each layer as one set: keys once
+    for name, box in boxes:
+        if name not in layer_names:
+            try:
+                united[name] = united[name].union(box, exact=True) if name in united else box
+            except ValueError as err:
+                raise PackError(f"output boxes of layer {name!r}: {err}") from None
+    total += sum(len(blocks) for blocks in united.values()) + len(keys)
+    if total > limits.max_tasks:
+        raise PackError(
+            f"outputs: {total} keys requested, beyond the task limit {limits.max_tasks}"
+        )
+    outputs.extend(("box", (name, blocks)) for name, blocks in united.items())
     ctx.spend(len(keys) * max(map(len, by_prefix.values()), default=0), "outputs")
+    in_boxes: dict[str, list[BlockSet]] = {}
+    for name, blocks in united.items():
+        (prefix,) = graph.layers[name].prefixes
+        in_boxes.setdefault(prefix, []).append(blocks)
     outputs.extend(
         ("key", key)
         for key in keys
         if not any(key in layer for layer in by_prefix.get(key_prefix(key), ()))
+        and not (
+            type(key) is tuple
+            and any(key[1:] in blocks for blocks in in_boxes.get(key_prefix(key), ()))
+        )
     )
     return outputs

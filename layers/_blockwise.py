@@ -19,11 +19,11 @@ from functools import partial
 from typing import Any
 
 from hlg import ArgSpec, BlockSet, GraphNode, Key, Layer, Placeholder, TaskRef, key_prefix
-from hlg._blocks import Box
+from hlg._blocks import MAX_BOXES, Box, _box_blocks
 from hlg._gc import gc_paused
 from hlg.layers._inputs import BlockProvider
 
-__all__ = ["Blockwise", "blockwise", "concatenate_axes"]
+__all__ = ["Blockwise", "blockwise", "concatenate_axes", "diagonal_steps", "map_boxes"]
 
 Index = tuple[str, ...]
 # One axis of an argument: an output position (>= 0), -1 for "always block 0", or the
@@ -529,29 +529,20 @@ class Blockwise(Layer):
 
     @staticmethod
     def map_blocks(maps: tuple[AxisMap, ...], blocks: BlockSet) -> BlockSet:
-        """Map output blocks to the blocks one argument reads, through its axis maps."""
-        ranges: list[tuple[int, int] | int] = []  # per axis: fixed range, or output axis
-        used: list[int] = []
-        for m in maps:
-            if isinstance(m, int):
-                if m == -1:
-                    ranges.append((0, 1))
-                else:
-                    ranges.append(m)
-                    used.append(m)
-            elif isinstance(m, Zeros):
-                ranges.append((0, 1))
-            else:
-                ranges.append((m[0], m[-1] + 1) if len(m) else (0, 0))
-        repeated = {m for m in used if used.count(m) > 1}
-        boxes: list[Box] = []
+        """Map output blocks to the blocks one argument reads, through its axis maps.
+
+        A box maps to a box, or, along a repeated index (a diagonal), to one box per
+        diagonal step (see :func:`map_boxes`): never block by block.
+
+        >>> Blockwise.map_blocks((0, 0), BlockSet.box([(1, 4), (0, 1000)]))
+        BlockSet(2, boxes=[((1, 2), (1, 2)), ((2, 3), (2, 3)), ((3, 4), (3, 4))], points=0)
+        """
+        ranges = _ranges(maps)
+        boxes = list(map_boxes(maps, BlockSet(blocks.ndim, blocks.boxes)))
         points: set[tuple[int, ...]] = set()
-        for box in blocks.boxes:
-            if any(box[m][1] - box[m][0] > 1 for m in repeated):
-                for block in BlockSet(blocks.ndim, [box]):
-                    _map_point(ranges, block, points)
-            else:
-                boxes.append(tuple(box[r] if isinstance(r, int) else r for r in ranges))
+        if len(boxes) > MAX_BOXES:  # a long diagonal: its blocks, not boxes to split
+            points.update(itertools.chain.from_iterable(map(_box_blocks, boxes)))
+            boxes = []
         for block in blocks.points:
             _map_point(ranges, block, points)
         return BlockSet(len(maps), boxes, points)
@@ -635,6 +626,61 @@ def _box(shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
     for i in head:
         for tail in _box(rest):
             yield (i, *tail)
+
+
+def _ranges(maps: tuple[AxisMap, ...]) -> list[tuple[int, int] | int]:
+    """Per argument axis: the output axis it follows, or a fixed ``(start, stop)`` range."""
+    ranges: list[tuple[int, int] | int] = []
+    for m in maps:
+        if isinstance(m, int):
+            ranges.append((0, 1) if m == -1 else m)
+        elif isinstance(m, Zeros):
+            ranges.append((0, 1))
+        else:
+            ranges.append((m[0], m[-1] + 1) if len(m) else (0, 0))
+    return ranges
+
+
+def _repeated(maps: tuple[AxisMap, ...]) -> list[int]:
+    used = [m for m in maps if isinstance(m, int) and m >= 0 and not isinstance(m, bool)]
+    return sorted({m for m in used if used.count(m) > 1})
+
+
+def diagonal_steps(maps: tuple[AxisMap, ...], blocks: BlockSet) -> int:
+    """How many boxes :func:`map_boxes` yields for the boxes of ``blocks`` that span a
+    repeated index by more than one block (O(boxes)); 0 without a repeated index.
+
+    >>> diagonal_steps((0, 0, 1), BlockSet.box([(0, 100), (0, 10**6)]))
+    100
+    """
+    repeated = _repeated(maps)
+    if not repeated:
+        return 0
+    return sum(
+        math.prod(box[m][1] - box[m][0] for m in repeated)
+        for box in blocks.boxes
+        if any(box[m][1] - box[m][0] > 1 for m in repeated)
+    )
+
+
+def map_boxes(maps: tuple[AxisMap, ...], blocks: BlockSet) -> Iterator[Box]:
+    """The argument boxes that the boxes and points of ``blocks`` read: one per box, or one
+    per step of each repeated index the box spans (the other axes stay ranges), and one
+    per point. Lazy: a caller counts the steps first (:func:`diagonal_steps`).
+
+    >>> list(map_boxes((0, 0, -1), BlockSet(2, [((1, 3), (0, 9))], [(7, 0)])))
+    [((1, 2), (1, 2), (0, 1)), ((2, 3), (2, 3), (0, 1)), ((7, 8), (7, 8), (0, 1))]
+    """
+    ranges = _ranges(maps)
+    repeated = _repeated(maps)
+    for box in blocks.boxes:
+        spans = [m for m in repeated if box[m][1] - box[m][0] > 1]
+        for steps in itertools.product(*[range(*box[m]) for m in spans]):
+            fixed = {i: box[i] for i in range(len(box))}
+            fixed.update({m: (c, c + 1) for m, c in zip(spans, steps, strict=True)})
+            yield tuple(fixed[r] if isinstance(r, int) else r for r in ranges)
+    for block in blocks.points:
+        yield tuple((block[r], block[r] + 1) if isinstance(r, int) else r for r in ranges)
 
 
 def _map_point(

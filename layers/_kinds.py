@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -34,7 +34,7 @@ from hlg._registry import owner_name
 from hlg._task import _scan
 from hlg._wire import encode_key
 from hlg.kinds import BOX_FINDERS, Kind, key_box
-from hlg.layers._blockwise import Blockwise, Zeros
+from hlg.layers._blockwise import Blockwise, Zeros, diagonal_steps, map_boxes
 from hlg.layers._inputs import ArraySlice, BlockIndex, BlockProvider, BlockValues, ChunkShape
 
 __all__ = ["BLOCKWISE", "INPUT", "BlobTemplate", "BlockwiseKind"]
@@ -219,9 +219,9 @@ class BlockwiseKind(Kind[BlockwiseState]):
                 raise PackError(f"{where}: reads {target!r}, which no layer it depends on produces")
             culled = _culled_producer(producers, target)
             if culled is not None:  # compare block sets: no walk over the kept blocks
-                _check_culled_read(layer, slot, culled, target, where)
+                _check_culled_read(layer, slot, culled, target, where, ctx)
                 continue
-            reads = _Reads(layer, slot)
+            reads = _Reads(layer, slot, ctx, where)
             boxes = [box for p in producers if (box := _box_of(p, target)) is not None]
             if len(producers) == 1 and boxes and isinstance(producers[0], Blockwise):
                 if boxes[0] != layer.numblocks[target]:
@@ -256,18 +256,32 @@ def _culled_producer(producers: list[Layer], target: str) -> Blockwise | None:
 
 
 def _check_culled_read(
-    layer: Blockwise, slot: int, producer: Blockwise, target: str, where: str
+    layer: Blockwise, slot: int, producer: Blockwise, target: str, where: str, ctx: UnpackContext
 ) -> None:
     """Every block argument ``slot`` reads is kept by the culled ``producer``: compared as
-    block sets (O(boxes), explicit points aside), never block by block."""
+    block sets (O(boxes), explicit points aside), never block by block. A repeated index
+    (a diagonal read) maps each box to one box per diagonal step: those are counted and
+    spent from the budget first."""
     if producer.shape != layer.numblocks[target]:
         raise PackError(
             f"{where}: reads {target!r} as {layer.numblocks[target]} blocks, "
             f"but layer {producer.name!r} has {producer.shape}"
         )
-    assert producer.output_blocks is not None
-    read = layer.argument_blocks(slot, layer.block_set())
-    missing = read.first_missing(producer.output_blocks)
+    kept = producer.output_blocks
+    assert kept is not None
+    maps = layer._maps[slot]
+    blocks = layer.block_set()
+    steps = diagonal_steps(maps, blocks)
+    if steps:
+        ctx.spend(steps, f"{where}, argument {slot} ({target!r}, a diagonal read)")
+    try:
+        missing = None
+        for box in map_boxes(maps, blocks):  # one box per kept box, step or point
+            missing = BlockSet.box(box).first_missing(kept)
+            if missing is not None:
+                break
+    except ValueError as err:
+        raise PackError(f"{where}: reading {target!r}: {err}") from None
     if missing is not None:
         key = (target, *missing)
         raise PackError(f"{where}: reads {key!r}, which no layer it depends on produces")
@@ -290,15 +304,30 @@ BOX_FINDERS.append(_builtin_box)
 
 class _Reads:
     """The distinct blocks argument ``slot`` of a Blockwise layer reads, described per axis
-    (output axes, broadcast axes, contracted ranges) without listing them."""
+    (output axes, broadcast axes, contracted ranges) without listing them.
 
-    def __init__(self, layer: Blockwise, slot: int) -> None:
+    A culled layer's kept blocks are projected box by box onto the output axes the
+    argument follows (a box projected is a box): O(boxes), never O(blocks). When the
+    projected boxes overlap too intricately to unite exactly, the union is enumerated,
+    after ``ctx.spend`` of their total size.
+    """
+
+    def __init__(self, layer: Blockwise, slot: int, ctx: UnpackContext, where: str) -> None:
         self.maps = layer._maps[slot]
         self.shape = layer.shape
         mapped = [m for m in self.maps if isinstance(m, int) and m >= 0]
-        self.projections: list[tuple[int, ...]] | None = None
-        if layer.output_blocks is not None:
-            self.projections = sorted({tuple(b[m] for m in mapped) for b in layer.output_blocks})
+        self.axes = sorted(set(mapped))  # output axes the argument follows (once each)
+        self.projections: BlockSet | None = None
+        kept = layer.output_blocks
+        if kept is not None:
+            boxes = [tuple(box[m] for m in self.axes) for box in kept.boxes]
+            points = {tuple(p[m] for m in self.axes) for p in kept.points}
+            try:
+                self.projections = BlockSet(len(self.axes), boxes, points, exact=True)
+            except ValueError:
+                total = sum(math.prod(e - s for s, e in b) for b in boxes) + len(points)
+                ctx.spend(total, f"{where}, argument {slot} (projecting the kept blocks)")
+                self.projections = BlockSet(len(self.axes), boxes, points)
 
     def _axis(self, m: Any) -> Sequence[int]:
         if isinstance(m, int):
@@ -311,21 +340,27 @@ class _Reads:
             len(self._axis(m)) for m in self.maps if not (isinstance(m, int) and m >= 0)
         )
         if self.projections is None:
-            return free * math.prod(
-                self.shape[m] for m in self.maps if isinstance(m, int) and m >= 0
-            )
+            return free * math.prod(self.shape[m] for m in self.axes)
         return free * len(self.projections)
 
     def corner(self) -> tuple[int, ...]:
         """The largest coordinate read along each axis."""
+        top: dict[int, int] = {}
+        if self.projections is not None:
+            for i, axis in enumerate(self.axes):
+                top[axis] = max(
+                    [b[i][1] - 1 for b in self.projections.boxes]
+                    + [p[i] for p in self.projections.points],
+                    default=0,
+                )
         out: list[int] = []
-        mapped = 0
-        for m in self.maps:
-            if isinstance(m, int) and m >= 0 and self.projections is not None:
-                out.append(max(p[mapped] for p in self.projections) if self.projections else 0)
-                mapped += 1
+        for axis_map in self.maps:
+            if isinstance(axis_map, int) and axis_map >= 0 and self.projections is not None:
+                out.append(top[axis_map])
+            elif isinstance(axis_map, range):
+                out.append(axis_map[-1])
             else:
-                out.append(len(self._axis(m)) - 1 if not isinstance(m, range) else m[-1])
+                out.append(len(self._axis(axis_map)) - 1)
         return tuple(out)
 
     def __iter__(self) -> Iterator[tuple[int, ...]]:
@@ -333,13 +368,14 @@ class _Reads:
         if self.projections is None:
             yield from itertools.product(*axes)
             return
-        mapped_axes = [i for i, m in enumerate(self.maps) if isinstance(m, int) and m >= 0]
-        free_axes = [i for i in range(len(self.maps)) if i not in mapped_axes]
+        where = {m: i for i, m in enumerate(self.axes)}
+        free_axes = [i for i, m in enumerate(self.maps) if not (isinstance(m, int) and m >= 0)]
         for proj in self.projections:
             for rest in itertools.product(*(axes[i] for i in free_axes)):
                 coords = [0] * len(self.maps)
-                for i, c in zip(mapped_axes, proj, strict=True):
-                    coords[i] = c
+                for i, m in enumerate(self.maps):
+                    if isinstance(m, int) and m >= 0:
+                        coords[i] = proj[where[m]]
                 for i, c in zip(free_axes, rest, strict=True):
                     coords[i] = c
                 yield tuple(coords)
@@ -369,30 +405,36 @@ def _check_fan_in(layer: Blockwise, limit: int, where: str) -> None:
             )
 
 
-def _positions_read(layer: Blockwise, slot: int) -> Iterable[int] | None:
-    """The positions of a BlockValues argument that the kept blocks read (None: all)."""
+def _positions_read(layer: Blockwise, slot: int) -> BlockSet | None:
+    """The positions of a BlockValues argument that the kept blocks read (None: all), as
+    a one-axis block set projected from the kept boxes (O(boxes + points))."""
     (m,) = layer._maps[slot]
     if not isinstance(m, int):
-        return range(1) if isinstance(m, Zeros) else None
+        return BlockSet.box([(0, 1)]) if isinstance(m, Zeros) else None
     if m == -1:
-        return range(1)
-    if layer.output_blocks is None:
+        return BlockSet.box([(0, 1)])
+    kept = layer.output_blocks
+    if kept is None:
         return None
-    return {b[m] for b in layer.output_blocks}
+    return BlockSet(1, [(b[m],) for b in kept.boxes], {(p[m],) for p in kept.points})
 
 
 def _check_values_read(layer: Blockwise, slot: int, target: BlockValues, where: str) -> None:
+    """No kept block reads a value that was not shipped: O(values) (the message's list)."""
     values = target.values
     read = _positions_read(layer, slot)
-    for i in range(len(values)) if read is None else sorted(read):
-        if values[i] is None:
+    for i, value in enumerate(values):
+        if value is None and (read is None or (i,) in read):
             raise PackError(
                 f"{where}: argument {slot} reads per-block value {i}, which was not shipped"
             )
+    if read is not None and read.first_missing(BlockSet.box([(0, len(values))])) is not None:
+        raise PackError(f"{where}: argument {slot} reads more per-block values than shipped")
 
 
 def _kept_blocks(state: BlockwiseState, shape: tuple[int, ...], where: str) -> BlockSet:
-    """The kept blocks of a culled layer, checked box by box (never enumerated)."""
+    """The kept blocks of a culled layer, checked box by box (never enumerated): at most
+    MAX_BOXES boxes, in range and pairwise disjoint, so building the set splits nothing."""
     boxes = state.output_boxes or []
     if len(boxes) > MAX_BOXES:
         raise PackError(f"{where}: {len(boxes)} output boxes exceed {MAX_BOXES}")
@@ -408,13 +450,23 @@ def _kept_blocks(state: BlockwiseState, shape: tuple[int, ...], where: str) -> B
         ):
             raise PackError(f"{where}: output box {box} is out of range")
         checked.append(tuple((r[0], r[1]) for r in box))
+    for i, a in enumerate(checked):  # at most MAX_BOXES**2 pairs
+        for b in checked[:i]:
+            if all(s1 < e2 and s2 < e1 for (s1, e1), (s2, e2) in zip(a, b, strict=True)):
+                raise PackError(
+                    f"{where}: output boxes overlap (kept boxes must be disjoint): "
+                    f"{[list(r) for r in b]} and {[list(r) for r in a]}"
+                )
     points = [tuple(b) for b in state.output_blocks or []]
     for block in points:
         if len(block) != len(shape) or not all(
             type(c) is int and 0 <= c < n for c, n in zip(block, shape, strict=True)
         ):
             raise PackError(f"{where}: output block {list(block)} is out of range")
-    return BlockSet(len(shape), checked, points)
+    try:  # disjoint boxes: nothing to split, joining only shrinks them
+        return BlockSet(len(shape), checked, points, exact=True)
+    except ValueError as err:
+        raise PackError(f"{where}: output boxes: {err}") from None
 
 
 def _needed_values(layer: Blockwise, slot: int) -> BlockSet | None:

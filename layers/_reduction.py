@@ -493,7 +493,7 @@ class TreeReductionKind(Kind[TreeReductionState]):
         from hlg.layers._shuffle import check_partition_producer
 
         assert isinstance(layer, TreeReduction)
-        check_partition_producer(graph, layer, layer.input_name, layer._ranges(0), where)
+        check_partition_producer(graph, layer, layer.input_name, layer._ranges(0), where, ctx)
 
 
 TREE_REDUCTION = TreeReductionKind()

@@ -594,11 +594,17 @@ def _limit(limits: Any, name: str) -> int:
 
 
 def check_partition_producer(
-    graph: HighLevelGraph, reader: Layer, prefix: str, parts: Sequence[range], where: str
+    graph: HighLevelGraph,
+    reader: Layer,
+    prefix: str,
+    parts: Sequence[range],
+    where: str,
+    ctx: UnpackContext,
 ) -> None:
     """Check that keys ``(prefix, i)`` exist for ``i`` in ``parts``, in a layer ``reader``
     depends on: symbolically for whole layers, key by key (stopping at the first missing
-    one, after a size check) otherwise."""
+    one, after a size check) otherwise: one producer with a block set by comparing sets,
+    else key by key within ``ctx``'s work budget."""
     count = sum(len(r) for r in parts)
     if count == 0:
         return
@@ -620,6 +626,14 @@ def check_partition_producer(
         )
     if sum(len(p) for p in producers) < count:
         raise PackError(f"{where}: reads {count} partitions of {prefix!r}; its layers have fewer")
+    kept = producers[0].block_set() if len(producers) == 1 else None
+    if kept is not None and kept.ndim == 1 and prefix in producers[0].prefixes:
+        for r in parts:  # compared as block sets: no walk over the partitions
+            missing = BlockSet.box([(r.start, r.stop)]).first_missing(kept) if r else None
+            if missing is not None:
+                raise PackError(f"{where}: reads {(prefix, *missing)!r}, which is missing")
+        return
+    ctx.spend(count, f"{where}, partitions of {prefix!r}")
     for r in parts:
         for i in r:
             key = (prefix, i)
@@ -725,7 +739,7 @@ class ShuffleKind(Kind[ShuffleState]):
         assert isinstance(layer, Shuffle)
         empty = layer.parts_out is not None and not layer.parts_out
         parts = [] if empty else [range(layer.npartitions_in)]
-        check_partition_producer(graph, layer, layer.input_name, parts, where)
+        check_partition_producer(graph, layer, layer.input_name, parts, where, ctx)
 
 
 def _declared_size(

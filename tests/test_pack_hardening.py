@@ -638,7 +638,8 @@ x = layers.blockwise(len, "x", "i", layers.BlockIndex((10**8,)), "i")
 xc = x.cull([("x", 0)])[0]
 r = MaterializedLayer({"r": DataNode("r", 1)}, name="r")
 g = HighLevelGraph({"x": x, xc.name: xc, "r": r}, {"x": (), xc.name: (), "r": ("x", xc.name)})
-check_partition_producer(g, r, "x", [range(10**8)], "here")
+ctx = hlg.UnpackContext(0, hlg.Limits(), hlg.Blobs([]))
+check_partition_producer(g, r, "x", [range(10**8)], "here", ctx)
 print("OK")
 """
     assert in_child(b"", code) == "OK"
