@@ -129,6 +129,32 @@ def _join(a: Box, b: Box) -> Box | None:
     return None
 
 
+def _canonical(boxes: list[Box], ndim: int, made: list[int]) -> list[Box]:
+    """The coarsest slab partition of disjoint ``ndim``-axis ``boxes`` (see
+    :meth:`BlockSet.canonical`): slabs along the first axis, each holding the same
+    partition of the other axes, joined where they touch and agree. ``made`` counts
+    the boxes looked at, refused past ``16 * MAX_PIECES`` (ValueError)."""
+    if not boxes:
+        return []
+    if ndim == 0:
+        return [()]
+    cuts = sorted({b[0][0] for b in boxes} | {b[0][1] for b in boxes})
+    slabs: list[tuple[int, int, list[Box]]] = []
+    for lo, hi in itertools.pairwise(cuts):
+        made[0] += len(boxes)
+        if made[0] > 16 * MAX_PIECES:
+            raise ValueError(f"more than {16 * MAX_PIECES} steps")
+        inside = [b[1:] for b in boxes if b[0][0] <= lo and hi <= b[0][1]]
+        section = _canonical(inside, ndim - 1, made)
+        if not section:
+            continue
+        if slabs and slabs[-1][1] == lo and slabs[-1][2] == section:
+            slabs[-1] = (slabs[-1][0], hi, section)
+        else:
+            slabs.append((lo, hi, section))
+    return [((lo, hi), *rest) for lo, hi, section in slabs for rest in section]
+
+
 def _box_blocks(box: Box) -> Iterator[Block]:
     return itertools.product(*[range(start, stop) for start, stop in box])
 
@@ -148,8 +174,9 @@ class BlockSet(Set[Block]):
     >>> sorted(BlockSet.from_blocks([(3, 1), (0, 0)], 2))
     [(0, 0), (3, 1)]
 
-    It is a ``collections.abc.Set``, so it compares equal to a ``frozenset`` of the same
-    blocks. Iteration yields the blocks in lexicographic order.
+    It is a ``collections.abc.Set`` that equals only BlockSets (``set(a) == b`` compares
+    with a frozenset; the hash then agrees with equality in O(boxes)). Membership takes
+    integer coordinates (never bools). Iteration yields the blocks in lexicographic order.
     """
 
     __slots__ = ("boxes", "ndim", "points")
@@ -273,9 +300,9 @@ class BlockSet(Set[Block]):
         return bool(self.boxes or self.points)
 
     def __hash__(self) -> int:
-        # O(1): equal block sets have equal sizes (not frozenset's hash: that would
-        # enumerate every block).
-        return hash((BlockSet, self.ndim, len(self)))
+        # O(boxes): equal block sets have equal sizes. A BlockSet equals only BlockSets
+        # (not frozensets, whose hash would enumerate every block).
+        return hash((BlockSet, len(self)))
 
     # -- algebra, symbolic on boxes ---------------------------------------------------------
 
@@ -345,11 +372,19 @@ class BlockSet(Set[Block]):
         return super().__le__(other)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, BlockSet):
-            if self.boxes == other.boxes and self.points == other.points:
-                return True
-            return len(self) == len(other) and self.issubset(other)
-        return super().__eq__(other)
+        """Equal to a BlockSet of the same blocks, never to another kind of set (so the
+        hash agrees with equality without enumerating: compare ``set(a) == b``)."""
+        if not isinstance(other, BlockSet):
+            return NotImplemented
+        if self.ndim != other.ndim:
+            return not self and not other
+        if self.boxes == other.boxes and self.points == other.points:
+            return True
+        return len(self) == len(other) and self.issubset(other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     def __or__(self, other: Any) -> BlockSet:
         if isinstance(other, BlockSet):
@@ -376,18 +411,54 @@ class BlockSet(Set[Block]):
             for p in self.points
         )
 
-    def token(self, name: str) -> str:
-        """A deterministic token of ``name`` and this set's description.
+    def canonical(self) -> tuple[Box, ...] | None:
+        """The blocks as boxes that depend on the set only, not on how it was described
+        (points count as one-block boxes), or None when there are more than
+        ``4 * MAX_BOXES`` boxes and points or the sweep would look at more than
+        ``16 * MAX_PIECES`` boxes (a set fragmented across many axes).
 
-        Boxes are hashed as ranges; points order-independently (no sort), so the cost
-        is O(boxes + points) and never depends on the hash seed.
+        Slabs along the first axis where the rest is the same are joined, recursively:
+        the coarsest such partition, so equal sets give equal boxes.
+
+        >>> BlockSet.full((2, 2)).canonical() == BlockSet.from_blocks(
+        ...     [(0, 0), (0, 1), (1, 0), (1, 1)][:3], 2).union(BlockSet(2, [], [(1, 1)])
+        ... ).canonical() == (((0, 2), (0, 2)),)
+        True
         """
+        pieces = list(self.boxes) + [tuple((c, c + 1) for c in p) for p in self.points]
+        if len(pieces) > 4 * MAX_BOXES:
+            return None
+        try:
+            return tuple(_canonical(pieces, self.ndim, [0]))
+        except ValueError:
+            return None
+
+    def token(self, name: str) -> str:
+        """A deterministic token of ``name`` and the set: of its :meth:`canonical` boxes,
+        so equal sets described differently give one token; else (a set too fragmented
+        for that) of its description, boxes as ranges and points order-independently.
+        The cost is O(boxes + points) and never depends on the hash seed.
+        """
+        canonical = self.canonical()
+        if canonical is not None:
+            text = f"{name}:{self.ndim}:{canonical!r}"
+            return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
         total = 0
         for p in self.points:
             digest = hashlib.blake2b(repr(p).encode(), digest_size=16).digest()
             total = (total + int.from_bytes(digest, "little")) % (1 << 128)
         text = f"{name}:{self.ndim}:{self.boxes!r}:{total}"
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    def __hlg_tokenize__(self) -> object:
+        """What :func:`hlg.tokenize` hashes: the set, not its description.
+
+        >>> from hlg import tokenize
+        >>> tokenize(BlockSet.full((2, 2))) == tokenize(
+        ...     BlockSet(2, [], [(0, 0), (0, 1), (1, 0), (1, 1)]))
+        True
+        """
+        return ("BlockSet", self.token(""))
 
     def __repr__(self) -> str:
         return f"BlockSet({self.ndim}, boxes={list(self.boxes)!r}, points={len(self.points)})"
