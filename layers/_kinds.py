@@ -272,8 +272,9 @@ def _check_culled_read(
     maps = layer._maps[slot]
     blocks = layer.block_set()
     steps = diagonal_steps(maps, blocks)
-    if steps:
-        ctx.spend(steps, f"{where}, argument {slot} ({target!r}, a diagonal read)")
+    if steps:  # each step is compared with every kept box
+        work = steps * (1 + len(kept.boxes))
+        ctx.spend(work, f"{where}, argument {slot} ({target!r}, a diagonal read)")
     try:
         missing = None
         for box in map_boxes(maps, blocks):  # one box per kept box, step or point

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from test_pack_hardening import bw_layer, in_child, producer, reader
-from test_pack_safety import bw, envelope
+from test_pack_safety import bw, envelope, unpack_error
 
 import hlg
 from hlg import BlockSet, HighLevelGraph, layers
+from hlg.layers._blockwise import diagonal_steps, map_boxes
+from hlg.layers._kinds import _Reads
 
 
 def culled(state: list[Any], boxes: list[Any], points: Any = None) -> list[Any]:
@@ -121,12 +123,51 @@ def test_a_diagonal_read_of_a_culled_producer_is_bounded() -> None:
     assert out.startswith(("OK", "PackError")), out
 
 
-def test_diagonal_reads_map_exactly() -> None:
-    """map_blocks on a repeated index against a plain-Python oracle."""
+def test_a_diagonal_read_names_the_missing_block() -> None:
+    """x culled to everything but (5, 5): the diagonal read of y finds exactly that."""
+    x = culled(
+        producer([8, 8]), [[[0, 5], [0, 8]], [[5, 6], [0, 5]], [[5, 6], [6, 8]], [[6, 8], [0, 8]]]
+    )
+    y = reader([8, 8], ind=["i", "i"], new_axes={"j": 3})
+    err = unpack_error(envelope([bw_layer("x", x), bw_layer("y", y, ["x"])]))
+    assert "reads ('x', 5, 5), which no layer it depends on produces" in str(err)
+    x = culled(producer([8, 8]), [[[0, 8], [0, 8]]], [])
+    assert len(hlg.unpack(envelope([bw_layer("x", x), bw_layer("y", y, ["x"])]))) == 64 + 24
+
+
+boxes_2d = st.lists(
+    st.tuples(st.integers(0, 4), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)),
+    max_size=4,
+).map(lambda rs: [((a, min(a + n, 5)), (b, min(b + m, 3))) for a, n, b, m in rs])
+points_2d = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), max_size=5)
+
+
+@given(boxes_2d, points_2d)
+def test_diagonal_reads_map_exactly(boxes: list[Any], points: list[Any]) -> None:
+    """map_blocks and map_boxes on a repeated index against a plain-Python oracle."""
     y = layers.blockwise(len, "y", "ij", "x", "ii", numblocks={"x": (5, 5)}, new_axes={"j": 3})
-    blocks = BlockSet(2, [((1, 4), (0, 3))], [(0, 2)])
+    blocks = BlockSet(2, boxes, points)
     want = {(i, i) for i, _ in blocks}
     assert set(y.argument_blocks(0, blocks)) == want
+    (maps,) = y._maps
+    mapped = {b for box in map_boxes(maps, blocks) for b in BlockSet.box(box)}
+    assert mapped == want
+    assert diagonal_steps(maps, blocks) <= sum(len(BlockSet.box(b)) for b in blocks.boxes)
+
+
+@given(boxes_2d, points_2d)
+def test_projected_reads_match_the_kept_blocks(boxes: list[Any], points: list[Any]) -> None:
+    """What a culled reader reads of x (projection of its kept blocks), against listing
+    every kept block's read."""
+    y = layers.blockwise(len, "y", "ij", "x", "jk", numblocks={"x": (3, 2)}, new_axes={"i": 5})
+    kept = BlockSet(2, boxes, points)
+    culled_y = y._keeping(kept)
+    ctx = hlg.UnpackContext(0, hlg.Limits(), hlg.Blobs([]))
+    reads = _Reads(culled_y, 0, ctx, "here")
+    want = {(j, k) for _, j in kept for k in range(2)}
+    assert set(reads) == want and reads.size() == len(want)
+    if want:
+        assert reads.corner() == (max(j for j, _ in want), 1)
 
 
 def test_a_shuffle_reading_a_culled_producer_is_bounded() -> None:
