@@ -31,7 +31,7 @@ from dask._task_spec import DataNode as DaskDataNode
 from dask._task_spec import Task as DaskTask
 from dask._task_spec import TaskRef as DaskTaskRef
 
-from hlg import BlobRef, Blobs, PackedGraph, PackedTask, PackError, pack, unpack
+from hlg import BlobRef, Blobs, Limits, PackedGraph, PackedTask, PackError, pack, unpack
 from hlg._gc import gc_paused
 from hlg._get import _flatten, _note
 from hlg._graph import HighLevelGraph, HLGCollection
@@ -77,6 +77,25 @@ def namespaced(key: Key, token: str) -> Key:
     if type(key) is tuple:
         return (f"{key[0]}-{token}", *key[1:])
     return f"{key}-{token}"
+
+
+def bridge_limits() -> Limits:
+    """The bounds the dask scheduler applies to a packed graph before expanding it.
+
+    The dask scheduler holds a dask ``Task`` and its own state per key (about 1 KB and
+    10 µs each here), so the defaults stop at graphs it can hold: 2,000,000 tasks and
+    20,000,000 dependency edges. Set the dask config keys ``hlg.max-tasks`` and
+    ``hlg.max-edges`` on the scheduler to change them.
+
+    >>> bridge_limits().max_tasks, bridge_limits().max_edges
+    (2000000, 20000000)
+    """
+    import dask.config
+
+    return Limits(
+        max_tasks=int(dask.config.get("hlg.max-tasks", 2_000_000)),
+        max_edges=int(dask.config.get("hlg.max-edges", 20_000_000)),
+    )
 
 
 def graph_token(payload: bytes) -> str:
@@ -379,7 +398,7 @@ class PackedGraphExpr(Expr):
                 "hlg packed graph: the payload does not match the header's token "
                 "(corrupted or altered on the way)"
             )
-        return unpack(payload)
+        return unpack(payload, limits=bridge_limits())
 
     def _build(self) -> dict[Key, Any]:
         return expand(self._packed, self.token, run=str(self.operands[1].get("run", "")))

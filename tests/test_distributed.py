@@ -29,6 +29,7 @@ from hlg._distributed import (  # noqa: E402
     expand,
     namespaced,
 )
+from hlg._distributed import graph_token as _graph_token  # noqa: E402
 
 MODULE = "hlg_proof_user_functions"
 SOURCE = textwrap.dedent(
@@ -491,3 +492,19 @@ def test_user_keys_named_like_internal_keys_do_not_collide(
     (value,) = dask.compute(hlg.dask_collection(graph, keys), scheduler="sync")
     result = value[0]
     assert float(np.sum(result)) == expected
+
+
+def test_the_dask_scheduler_bounds_what_it_expands() -> None:
+    import dask
+
+    from hlg._distributed import PackedGraphExpr
+
+    x = layers.blockwise(abs, "x", "ij", layers.BlockIndex((2000, 2000)), "ij")
+    graph = hlg.HighLevelGraph({"x": x})
+    payload = hlg.pack(graph)  # a few hundred bytes declaring 4,000,000 tasks
+    header = dict(PackedGraphExpr.from_graph(graph, [("x", 0, 0)]).operands[1])
+    header["token"] = _graph_token(payload)
+    with pytest.raises(hlg.PackError, match="beyond the task limit"):
+        PackedGraphExpr(payload, header)._packed
+    with dask.config.set({"hlg.max-tasks": 5_000_000}):
+        assert len(PackedGraphExpr(payload, dict(header))._packed) == 4_000_000
