@@ -101,13 +101,24 @@ def pack(graph: HighLevelGraph | Mapping[Key, GraphNode], keys: Any = None) -> b
         kind = kind_for(layer)
         if kind is None:
             source: Layer = getattr(layer, "parent", layer)  # a culled view: its parent's type
+            if source is not layer and kind_for(source) is not None:
+                message = (
+                    f"hlg.pack: layer {name!r} is a {type(source).__name__} (kind "
+                    f"{source.kind!r}) culled to keys its kind cannot describe (for example "
+                    "intermediate keys), so its kept tasks are materialized and packed one by "
+                    "one. Request the layer's output keys to keep it symbolic"
+                )
+            else:
+                message = (
+                    f"hlg.pack: no registered layer kind packs layer type "
+                    f"{type(source).__name__} (kind {source.kind!r}), so its tasks are "
+                    "materialized and packed one by one. To pack it symbolically, write an "
+                    "hlg.kinds.Kind for it and register it with hlg.register_layer_kind(kind) "
+                    "in this process and in the 'hlg.layers' entry point group of its package, "
+                    "so that schedulers find it (docs/kinds.md)"
+                )
             warnings.warn(
-                f"hlg.pack: no registered layer kind packs layer type {type(source).__name__} "
-                f"(kind {source.kind!r}), so its tasks are materialized and packed one by one."
-                " To pack it symbolically, write an hlg.kinds.Kind for it "
-                "and register it with hlg.register_layer_kind(kind) in this process and in "
-                "the 'hlg.layers' entry point group of its package, so that schedulers find "
-                "it (docs/kinds.md)",
+                message,
                 KindWarning,
                 stacklevel=2,
             )

@@ -64,20 +64,34 @@ class WorkerDiedError(RuntimeError):
     "hlg: worker process 1234 died (exit code -9) while running key ('x', 0)"
     """
 
-    def __init__(self, pid: int | None, exitcode: int | None, keys: Sequence[Key]) -> None:
+    def __init__(
+        self,
+        pid: int | None,
+        exitcode: int | None,
+        keys: Sequence[Key],
+        at_start: bool = False,
+    ) -> None:
         self.pid = pid
         self.exitcode = exitcode
         self.keys = list(keys)
+        self.at_start = at_start
         if not self.keys:
             what = "while idle"
         elif len(self.keys) == 1:
             what = f"while running key {self.keys[0]!r}"
         else:
             what = f"while running keys {', '.join(repr(k) for k in self.keys)}"
-        super().__init__(f"hlg: worker process {pid} died (exit code {exitcode}) {what}")
+        message = f"hlg: worker process {pid} died (exit code {exitcode}) {what}"
+        if at_start and exitcode == 1:
+            message += (
+                "; a worker that exits before returning any result usually could not import the "
+                "main module: under the 'spawn' start method, put the code that computes "
+                'under `if __name__ == "__main__":`, or pass context="fork"'
+            )
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.pid, self.exitcode, self.keys))
+        return (type(self), (self.pid, self.exitcode, self.keys, self.at_start))
 
 
 # -- worker side ---------------------------------------------------------------------------
@@ -184,12 +198,13 @@ def _worker_main(conn: Any, blob_data: list[bytes], blob_ids: list[bytes]) -> No
 
 
 class _Worker:
-    __slots__ = ("conn", "inflight", "process")
+    __slots__ = ("answered", "conn", "inflight", "process")
 
     def __init__(self, process: Any, conn: Any) -> None:
         self.process = process
         self.conn = conn
         self.inflight: list[list[int]] = []  # positions per message sent, oldest first
+        self.answered = False  # whether it ever sent a result back
 
 
 def _start(context: str, n: int, blobs: Blobs) -> list[_Worker]:
@@ -358,6 +373,7 @@ class _Dispatch:
     def receive(self, worker: _Worker) -> None:
         try:
             header = worker.conn.recv_bytes()
+            worker.answered = True
             out = msgspec.msgpack.decode(header)
             payloads = [_receive_result(worker.conn, data) for _, _, _, data in out]
         except (EOFError, OSError):
@@ -390,7 +406,9 @@ class _Dispatch:
     def died(self, worker: _Worker) -> NoReturn:
         worker.process.join(timeout=1)
         keys = [self.plan.key(i) for batch in worker.inflight for i in batch]
-        raise WorkerDiedError(worker.process.pid, worker.process.exitcode, keys)
+        raise WorkerDiedError(
+            worker.process.pid, worker.process.exitcode, keys, at_start=not worker.answered
+        )
 
     def run(self) -> None:
         schedule = self.schedule

@@ -257,3 +257,18 @@ def test_large_results_both_ways_do_not_deadlock() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == 200_000 * sum(range(40))
+
+
+def test_a_script_without_a_main_guard_is_told_why_its_workers_died(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import hlg\n"
+        "from operator import add\n"
+        "g = {'x': hlg.DataNode('x', 1), 'y': hlg.Task('y', add, hlg.TaskRef('x'), 1)}\n"
+        "print(hlg.compute(g, 'y', scheduler='processes', num_workers=1))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    assert 'if __name__ == "__main__":' in proc.stderr, proc.stderr[-2000:]

@@ -483,3 +483,22 @@ def test_check_layer(nin: int, nout: int, max_branch: int, parts_out: Any) -> No
         "y", "x", nin, nout, list_concat, list_concat, max_branch=max_branch, parts_out=parts_out
     )
     check_layer(layer)
+
+
+def test_packing_a_shuffle_culled_to_split_keys_says_why_it_is_materialized() -> None:
+    import warnings
+
+    import hlg
+
+    graph = shuffle_graph(
+        [[i, i + 40] for i in range(40)], 40, list_split(40), list_concat, max_branch=4
+    )
+    shuf = graph.layers["out"]
+    split_key = next(k for k in shuf if k[0] != "out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        packed = hlg.unpack(hlg.pack(graph, [split_key, ("out", 0)]))
+    messages = [str(w.message) for w in caught]
+    assert any("culled to keys its kind cannot describe" in m for m in messages), messages
+    assert not any("no registered layer kind" in m for m in messages), messages
+    assert hlg.get(packed, ("out", 0)) == hlg.get(graph, ("out", 0))
