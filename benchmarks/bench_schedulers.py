@@ -23,8 +23,6 @@ import os
 import platform
 import random
 import sys
-import time
-from collections.abc import Callable
 from operator import add
 from typing import Any
 
@@ -41,6 +39,8 @@ from dask._task_spec import TaskRef as DRef
 import hlg
 from hlg import layers
 
+from _common import best
+
 Row = tuple[str, str, float, float, str]
 
 
@@ -50,15 +50,6 @@ def inc(x: int) -> int:
 
 def first(*xs: Any) -> Any:
     return xs[0]
-
-
-def best(func: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # -- graph shapes, built by one function for both libraries --------------------------------

@@ -9,7 +9,6 @@ import os
 import pickle
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -66,26 +65,6 @@ def shuffle_graph(
 
 def outputs(nout: int) -> list[Any]:
     return [("out", q) for q in range(nout)]
-
-
-@pytest.fixture
-def no_unpickling_here(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Make every unpickling entry point fail in this process (children are unaffected)."""
-    parent = os.getpid()
-
-    def refuse(real: Any) -> Any:
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            if os.getpid() == parent:
-                raise AssertionError("the scheduler process unpickled something")
-            return real(*args, **kwargs)
-
-        return guarded
-
-    for module in (pickle, cloudpickle):
-        monkeypatch.setattr(module, "loads", refuse(module.loads))
-        monkeypatch.setattr(module, "load", refuse(module.load))
-    monkeypatch.setattr(pickle, "Unpickler", refuse(pickle.Unpickler))
-    return monkeypatch
 
 
 class SentBytes:

@@ -13,7 +13,6 @@ from operator import add
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import pytest
 
@@ -50,27 +49,6 @@ def point_graph() -> dict[Any, Any]:
     g["b"] = Task("b", add, TaskRef("a"), TaskRef(("p", 3)))  # fails: int + Point
     g["c"] = Task("c", add, TaskRef("a"), 1)
     return g
-
-
-@pytest.fixture
-def no_unpickling_here(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Make every unpickling entry point fail in this process (children are unaffected)."""
-    parent = os.getpid()
-
-    def refuse(real: Any) -> Any:
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            if os.getpid() == parent:
-                raise AssertionError("the scheduler process unpickled something")
-            return real(*args, **kwargs)
-
-        return guarded
-
-    monkeypatch.setattr(pickle, "loads", refuse(pickle.loads))
-    monkeypatch.setattr(pickle, "load", refuse(pickle.load))
-    monkeypatch.setattr(pickle, "Unpickler", refuse(pickle.Unpickler))
-    monkeypatch.setattr(cloudpickle, "loads", refuse(cloudpickle.loads))
-    monkeypatch.setattr(cloudpickle, "load", refuse(cloudpickle.load))
-    return monkeypatch
 
 
 @pytest.mark.parametrize("context", ["spawn", "fork"])
