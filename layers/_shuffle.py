@@ -185,6 +185,7 @@ class Shuffle(LocatedLayer):
     """
 
     kind = "shuffle"
+    _caches = LocatedLayer._caches | {"_offset_cache"}
 
     def __init__(
         self,
@@ -428,6 +429,16 @@ class Shuffle(LocatedLayer):
     def _spans(self) -> list[int]:
         return [self._pow[lv] * self._levels[lv][2] for lv in range(self.stages + 1)]
 
+    def _offsets(self) -> list[int]:
+        """The first position of each level (derived from the levels once, then kept)."""
+        found: list[int] | None = self.__dict__.get("_offset_cache")
+        if found is None:
+            found = [0]
+            for span in self._spans():
+                found.append(found[-1] + span)
+            self.__dict__["_offset_cache"] = found
+        return found
+
     def read_prefixes(self) -> frozenset[str]:
         """The one input layer's name: every task outside the layer reads ``input_name``."""
         return frozenset({self.input_name})
@@ -446,7 +457,7 @@ class Shuffle(LocatedLayer):
     def key_position(self, key: Key) -> int:
         """The position of ``key`` (a key of this layer)."""
         level, p = self._locate(key)  # type: ignore[misc]
-        return sum(self._spans()[:level]) + p
+        return self._offsets()[level] + p
 
     def position_key(self, position: int) -> Key:
         """The key at ``position``."""
